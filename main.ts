@@ -1,0 +1,149 @@
+/**
+ * The `pvdns` command line.
+ *
+ * ```
+ * pvdns serve [--config FILE]     run the stub (embedded default from the host without --config)
+ * pvdns check --config FILE       validate a config file and print the result
+ * pvdns --version
+ * ```
+ *
+ * Exit status: 0 on success, 1 on a runtime failure, 2 on a usage or configuration error.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { ConfigError, loadConfigFile } from "./resolver/config.ts";
+import type { Config, ListenerConfig } from "./resolver/config_types.ts";
+import { buildHostDefault } from "./resolver/host_default.ts";
+import { createStub, type Stub } from "./resolver/stub.ts";
+
+/** The version printed by `pvdns --version`. */
+export const VERSION = "0.1.0";
+
+const USAGE = `usage: pvdns <command> [options]
+
+commands:
+  serve [--config FILE]   answer DNS on the configured listeners (default: built from this host)
+  check --config FILE     validate a config file; print the normalised result as JSON
+  --version               print the version
+
+Exit status 2 means a usage or configuration error; nothing was started.`;
+
+/** Port used by the embedded default when 127.0.0.53:53 cannot be bound. */
+export const FALLBACK_PORT = 5053;
+
+async function serve(configPath: string | undefined): Promise<number> {
+  let config: Config;
+  try {
+    config = configPath ? await loadConfigFile(configPath) : await buildHostDefault();
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      console.error(`pvdns: ${configPath ?? "embedded default"}: configuration refused:`);
+      for (const line of e.errors) console.error(`  ${line}`);
+      return 2;
+    }
+    throw e;
+  }
+  let stub: Stub;
+  try {
+    stub = await createStub(config);
+  } catch (e) {
+    if (configPath || !isBindError(e)) {
+      console.error(`pvdns: cannot start: ${(e as Error).message}`);
+      return 1;
+    }
+    // Embedded default and 127.0.0.53:53 is taken or privileged: use an unprivileged port.
+    const listen: ListenerConfig[] = config.listen.map((l) => ({
+      ...l,
+      port: FALLBACK_PORT,
+      text: `${l.address}:${FALLBACK_PORT}`,
+    }));
+    console.error(
+      `pvdns: cannot bind ${config.listen.map((l) => l.text).join(", ")} (${
+        (e as Error).message
+      }); using port ${FALLBACK_PORT} instead`,
+    );
+    config = Object.freeze({ ...config, listen: Object.freeze(listen) });
+    stub = await createStub(config);
+  }
+  for (const pvd of config.pvds) {
+    console.log(
+      `pvdns: PvD ${pvd.id}${pvd.default ? " (default)" : ""}: servers ${
+        pvd.servers.map((s) => s.text).join(", ")
+      } from ${pvd.sourceAddresses.join(", ")}${
+        pvd.dnsZones.length ? `; zones ${pvd.dnsZones.join(", ")}` : ""
+      }`,
+    );
+  }
+  for (const text of stub.listening) console.log(`pvdns: listening on ${text} (udp, tcp)`);
+  console.log("pvdns: ready");
+  const stopped = new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    Deno.addSignalListener("SIGTERM", stop);
+    Deno.addSignalListener("SIGINT", stop);
+  });
+  await stopped;
+  await stub.close();
+  return 0;
+}
+
+function isBindError(e: unknown): boolean {
+  return e instanceof Deno.errors.AddrInUse || e instanceof Deno.errors.PermissionDenied ||
+    e instanceof Deno.errors.AddrNotAvailable;
+}
+
+async function check(configPath: string | undefined): Promise<number> {
+  if (!configPath) {
+    console.error("pvdns: check needs --config FILE");
+    return 2;
+  }
+  try {
+    console.log(JSON.stringify(await loadConfigFile(configPath), null, 2));
+    return 0;
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    console.error(`pvdns: ${configPath}: configuration refused:`);
+    for (const line of e.errors) console.error(`  ${line}`);
+    return 2;
+  }
+}
+
+/** Runs the command line; resolves with the exit status. */
+export async function main(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        config: { type: "string", short: "c" },
+        version: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (e) {
+    console.error(`pvdns: ${(e as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.version) {
+    console.log(`pvdns ${VERSION}`);
+    return 0;
+  }
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  switch (positionals[0] ?? "serve") {
+    case "serve":
+      return await serve(values.config);
+    case "check":
+      return await check(values.config);
+    default:
+      console.error(`pvdns: unknown command "${positionals[0]}"\n${USAGE}`);
+      return 2;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,173 @@
+/**
+ * The typed, frozen shape of a pvdns configuration, after parsing and validation.
+ *
+ * Everything here is normalised once at load time: names are lower case with a trailing dot,
+ * addresses are canonical IP literals, server strings are split into their parts. Nothing in
+ * the query path re-parses or re-normalises configuration.
+ *
+ * @module
+ */
+
+/** An IP prefix, e.g. `192.0.2.0/24` or `2001:db8:1::/64`. */
+export interface Cidr {
+  /** The prefix as written after normalisation, e.g. `"2001:db8:1::/64"`. */
+  readonly text: string;
+  /** 4 or 6. */
+  readonly family: 4 | 6;
+  /** The network address, canonical form. */
+  readonly address: string;
+  /** Prefix length in bits. */
+  readonly prefixLength: number;
+}
+
+/** The wire a server is reached over. `udp` means Do53: UDP first, TCP when the answer is truncated. */
+export type ServerProtocol = "udp" | "tcp" | "tls" | "https";
+
+/** One upstream DNS server of a PvD. */
+export interface ServerConfig {
+  /** The server as written in the config file, used in logs and metrics labels. */
+  readonly text: string;
+  /** How to reach it. */
+  readonly protocol: ServerProtocol;
+  /** Canonical IP literal (no brackets); absent only for `https://HOST/PATH` with a host name. */
+  readonly address?: string;
+  /** Address family of `address`, or of the PvD's Do53 servers for a host-named DoH server. */
+  readonly family?: 4 | 6;
+  /** Host name of an `https://HOST/PATH` server, lower case, without trailing dot. */
+  readonly host?: string;
+  /** Destination port: 53 for udp/tcp, 853 for tls, 443 for https unless written. */
+  readonly port: number;
+  /** Authentication name (certificate name, SNI, HTTP host) for tls/https. */
+  readonly authName?: string;
+  /** URL path for https, e.g. `/dns-query`. */
+  readonly path?: string;
+  /** IPv6 zone (scope) of a link-local address, e.g. `eth0` for `fe80::1%eth0`. */
+  readonly zone?: string;
+}
+
+/** Where a PvD's description came from. */
+export type PvdOrigin = "config" | "host" | "ra";
+
+/** One provisioning domain (RFC 7556). */
+export interface PvdConfig {
+  /** PvD ID: an FQDN for an explicit PvD, or a local name for an implicit one; lower case, no trailing dot. */
+  readonly id: string;
+  /** True for an implicit PvD (one the host grouped itself, e.g. per interface). */
+  readonly implicit: boolean;
+  /** Where this description came from. */
+  readonly origin: PvdOrigin;
+  /** Network interface, when known. */
+  readonly interface?: string;
+  /** Prefixes the PvD's own addresses live in. */
+  readonly prefixes: readonly Cidr[];
+  /** Local addresses upstream sockets of this PvD bind to (canonical IP literals). */
+  readonly sourceAddresses: readonly string[];
+  /** Upstream servers, in configured order. */
+  readonly servers: readonly ServerConfig[];
+  /** Zones this PvD answers for: lower case, trailing dot (e.g. `"example.net."`). */
+  readonly dnsZones: readonly string[];
+  /** Search domains: lower case, trailing dot. Informational for the stub. */
+  readonly searchDomains: readonly string[];
+  /** May answer names that no PvD claims. */
+  readonly default: boolean;
+  /** Among default PvDs the highest priority wins; ties go to the earlier PvD in the config. */
+  readonly priority: number;
+  /** Extra trust anchors for this PvD's DoT/DoH servers. */
+  readonly caFile?: string;
+  /** Fail closed when the kernel would reach a server through another interface. */
+  readonly strictRoutes: boolean;
+}
+
+/** A DNS listen address (UDP and TCP). */
+export interface ListenerConfig {
+  /** `ADDR:PORT` or `[V6ADDR]:PORT`, normalised. */
+  readonly text: string;
+  /** Canonical IP literal. */
+  readonly address: string;
+  /** Port number (0 asks the kernel for one; used by tests). */
+  readonly port: number;
+  /** When set, every query received here is routed to this PvD. */
+  readonly pvd?: string;
+}
+
+/** Record data for a rule whose action is `answer`. */
+export interface LocalAnswerConfig {
+  readonly A: readonly string[];
+  readonly AAAA: readonly string[];
+  readonly CNAME?: string;
+  readonly TXT: readonly string[];
+  /** TTL of the local records, seconds. */
+  readonly ttl: number;
+}
+
+/** What a matching rule does. */
+export type RuleAction = "route" | "refuse" | "nxdomain" | "answer";
+
+/** A policy rule: first match wins. */
+export interface RuleConfig {
+  /** Index of the rule in the config file, for explanations. */
+  readonly index: number;
+  readonly match: {
+    /** Name suffixes, lower case with trailing dot. */
+    readonly suffix?: readonly string[];
+    /** Client source prefixes. */
+    readonly client?: readonly Cidr[];
+    /** Listener texts (`ADDR:PORT`). */
+    readonly listener?: readonly string[];
+    /** Query type names, upper case (`"AAAA"`). */
+    readonly qtype?: readonly string[];
+  };
+  readonly action: RuleAction;
+  /** Target PvD when `action` is `route`. */
+  readonly pvd?: string;
+  /** Local data when `action` is `answer`. */
+  readonly answer?: LocalAnswerConfig;
+  /** PvDs that may be asked, in order, when the target PvD fails. The only cross-PvD path. */
+  readonly fallback: readonly string[];
+}
+
+/** Cache limits and TTL clamps. */
+export interface CacheConfig {
+  /** Entries per PvD. @default 100000 */
+  readonly maxEntries: number;
+  /** @default 0 */
+  readonly minTtl: number;
+  /** @default 86400 */
+  readonly maxTtl: number;
+  /** Cap for negative answers (RFC 2308). @default 3600 */
+  readonly negativeMaxTtl: number;
+  /** How long a SERVFAIL is remembered, seconds (0 disables). @default 2 */
+  readonly servfailTtl: number;
+}
+
+/** Timing of upstream queries. */
+export interface UpstreamOptions {
+  /** Time to wait for one server before trying the next one of the same PvD. @default 2000 */
+  readonly timeoutMs: number;
+  /** Total time budget of one query across the PvD's servers; then SERVFAIL. @default 4500 */
+  readonly deadlineMs: number;
+}
+
+/** Resource bounds (DESIGN invariant 6). */
+export interface LimitsConfig {
+  /** Queries being processed at once; more are dropped (UDP) or closed (TCP). @default 4096 */
+  readonly maxInFlight: number;
+  /** Open client TCP connections per listener. @default 256 */
+  readonly tcpConnections: number;
+  /** Idle time before a client TCP connection is closed, ms. @default 10000 */
+  readonly tcpIdleMs: number;
+}
+
+/** The whole, validated configuration. Frozen deeply. */
+export interface Config {
+  readonly listen: readonly ListenerConfig[];
+  readonly control?: { readonly listen: string; readonly token?: string };
+  readonly metrics?: { readonly listen: string };
+  readonly caFile?: string;
+  readonly discovery: { readonly ra: readonly string[]; readonly host: boolean };
+  readonly pvds: readonly PvdConfig[];
+  readonly rules: readonly RuleConfig[];
+  readonly cache: CacheConfig;
+  readonly upstream: UpstreamOptions;
+  readonly limits: LimitsConfig;
+}

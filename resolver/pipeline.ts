@@ -1,0 +1,179 @@
+/**
+ * The query pipeline: a short list of stages `(ctx, next)`, composed in one place
+ * ({@linkcode buildPipeline}). A stage either answers or hands the query to the next one; the
+ * answer records where it came from.
+ *
+ * @module
+ */
+
+import { localAnswer } from "../policy/local_answer.ts";
+import type { Route, Router } from "../policy/router.ts";
+import { cacheKey, type PvdCache } from "./cache.ts";
+import type { ListenerConfig } from "./config_types.ts";
+import { localResponse, type StoredResponse } from "./response.ts";
+import { type PvdUpstreams, UpstreamFailure } from "./upstream.ts";
+import { Flags, type Query, Rcode } from "./wire.ts";
+
+/** Where an answer came from (a low-cardinality label). */
+export type AnswerSource = "cache" | "upstream" | "local" | "policy";
+
+/** Who asked, and through what. */
+export interface ClientInfo {
+  readonly address: string;
+  readonly port: number;
+  readonly transport: "udp" | "tcp" | "api";
+}
+
+/** Everything a stage knows about one query. */
+export interface QueryContext {
+  readonly query: Query;
+  readonly client: ClientInfo;
+  readonly listener?: ListenerConfig | undefined;
+  /** A PvD chosen by the caller (library, control API). */
+  readonly explicitPvd?: string | undefined;
+  /** Clock time the query arrived, ms. */
+  readonly now: number;
+  /** Set by the route stage. */
+  route?: Route;
+}
+
+/** The result of the pipeline. */
+export interface Answer {
+  readonly response: StoredResponse;
+  readonly source: AnswerSource;
+  /** The PvD that answered, when one did. */
+  readonly pvd?: string | undefined;
+}
+
+/** One step of the pipeline. */
+export type Stage = (ctx: QueryContext, next: () => Promise<Answer>) => Promise<Answer>;
+
+/**
+ * Chains stages so that each one's `next` runs the following stage.
+ *
+ * @throws {Error} when a stage calls `next` twice, or the last stage calls it at all
+ */
+export function compose(stages: readonly Stage[]): (ctx: QueryContext) => Promise<Answer> {
+  return (ctx) => {
+    let last = -1;
+    const dispatch = (i: number): Promise<Answer> => {
+      if (i <= last) return Promise.reject(new Error("next() called multiple times"));
+      last = i;
+      const stage = stages[i];
+      if (!stage) return Promise.reject(new Error("the last stage called next()"));
+      return stage(ctx, () => dispatch(i + 1));
+    };
+    return dispatch(0);
+  };
+}
+
+/** What the pipeline works with; all of it per PvD. */
+export interface PipelineDeps {
+  readonly router: Router;
+  readonly caches: ReadonlyMap<string, PvdCache>;
+  readonly upstreams: ReadonlyMap<string, PvdUpstreams>;
+  /** How long a SERVFAIL made here (every server failed) is remembered, seconds. */
+  readonly servfailTtl: number;
+  /** Clock in ms. */
+  readonly now: () => number;
+  /** Called when a PvD's servers all failed (for logs). */
+  readonly onUpstreamFailure?: (pvd: string, error: UpstreamFailure) => void;
+  /** Called each time a rule's fallback sends a query to a second PvD (counted). */
+  readonly onFallback?: (from: string, to: string) => void;
+}
+
+/** Builds the pipeline. The order of the stages is the design: read it top to bottom. */
+export function buildPipeline(deps: PipelineDeps): (ctx: QueryContext) => Promise<Answer> {
+  const inflight = new Map<string, Map<string, Promise<StoredResponse>>>();
+  // The part that runs inside one PvD; a rule's fallback runs it again for another PvD.
+  const inPvd = compose([
+    // The cache sits below the router and is per PvD: a hit can only come from the routed PvD.
+    function cache(ctx, next) {
+      const pvd = (ctx.route as PvdRoute).pvd;
+      const hit = deps.caches.get(pvd)?.get(keyOf(ctx.query), ctx.now);
+      if (hit) return Promise.resolve({ response: hit, source: "cache", pvd });
+      return next();
+    },
+    // Identical misses in one PvD share one upstream query; the answer is cached in that PvD.
+    function upstream(ctx) {
+      const pvd = (ctx.route as PvdRoute).pvd;
+      const key = keyOf(ctx.query);
+      let perPvd = inflight.get(pvd);
+      if (!perPvd) inflight.set(pvd, perPvd = new Map());
+      let pending = perPvd.get(key);
+      if (!pending) {
+        pending = fetchAndStore(deps, pvd, key, ctx.query).finally(() => perPvd.delete(key));
+        perPvd.set(key, pending);
+      }
+      return pending.then((response) => ({ response, source: "upstream" as const, pvd }));
+    },
+  ]);
+  return compose([
+    // Decide first: special-use names and rule actions are answered here and never leave.
+    function route(ctx, next) {
+      const r = deps.router.route({
+        qname: ctx.query.qname,
+        qtype: ctx.query.qtype,
+        client: ctx.client.address,
+        explicitPvd: ctx.explicitPvd,
+        listener: ctx.listener,
+      });
+      ctx.route = r;
+      if (r.kind === "local") {
+        return Promise.resolve({
+          response: localAnswer(ctx.query, r.answer, ctx.now),
+          source: "policy",
+        });
+      }
+      return next();
+    },
+    // A failed PvD answers SERVFAIL; only a rule's explicit `fallback` may ask another PvD.
+    async function fallback(ctx, next) {
+      const first = await next();
+      const route = ctx.route as PvdRoute;
+      if (first.response.kind !== "servfail" || route.fallback.length === 0) return first;
+      for (const pvd of route.fallback) {
+        deps.onFallback?.(route.pvd, pvd);
+        ctx.route = { ...route, pvd, fallback: [] };
+        const answer = await inPvd(ctx);
+        if (answer.response.kind !== "servfail") return answer;
+      }
+      return first;
+    },
+    (ctx) => inPvd(ctx),
+  ]);
+}
+
+type PvdRoute = Extract<Route, { kind: "pvd" }>;
+
+function keyOf(q: Query): string {
+  return cacheKey(q.qname, q.qtype, q.qclass, q.edns?.do === true, (q.flags & Flags.CD) !== 0);
+}
+
+async function fetchAndStore(
+  deps: PipelineDeps,
+  pvd: string,
+  key: string,
+  query: Query,
+): Promise<StoredResponse> {
+  const upstreams = deps.upstreams.get(pvd);
+  const cache = deps.caches.get(pvd);
+  let response: StoredResponse;
+  try {
+    if (!upstreams) throw new UpstreamFailure(pvd, []);
+    response = await upstreams.query({
+      qname: query.qname,
+      qtype: query.qtype,
+      qclass: query.qclass,
+      do: query.edns?.do === true,
+      cd: (query.flags & Flags.CD) !== 0,
+    });
+  } catch (e) {
+    if (!(e instanceof UpstreamFailure)) throw e;
+    deps.onUpstreamFailure?.(pvd, e);
+    const failed = localResponse(query, Rcode.SERVFAIL, deps.now());
+    response = { ...failed, ttl: deps.servfailTtl, kind: "servfail" };
+  }
+  cache?.set(key, response);
+  return response;
+}

@@ -1,0 +1,343 @@
+/**
+ * DNS wire helpers for the query path: read the header and the question of a query, walk the
+ * records of a response, build small replies. The hot path never builds message objects; it
+ * works on bytes and offsets (see issue 7 for the measured reason). Full decoding of arbitrary
+ * messages, where needed off the hot path, uses `dns-packet`.
+ *
+ * @module
+ */
+
+/** DNS header flag bits (in the 16-bit flags word). */
+export const Flags = {
+  QR: 0x8000,
+  AA: 0x0400,
+  TC: 0x0200,
+  RD: 0x0100,
+  RA: 0x0080,
+  AD: 0x0020,
+  CD: 0x0010,
+} as const;
+
+/** Response codes used by pvdns. BADVERS is extended (carried in OPT). */
+export const Rcode = {
+  NOERROR: 0,
+  FORMERR: 1,
+  SERVFAIL: 2,
+  NXDOMAIN: 3,
+  NOTIMP: 4,
+  REFUSED: 5,
+  BADVERS: 16,
+} as const;
+
+/** Record types pvdns treats specially. */
+export const Type = {
+  A: 1,
+  NS: 2,
+  CNAME: 5,
+  SOA: 6,
+  PTR: 12,
+  TXT: 16,
+  AAAA: 28,
+  OPT: 41,
+  IXFR: 251,
+  AXFR: 252,
+} as const;
+
+/** The UDP payload size pvdns advertises and uses upstream (DNS flag day 2020). */
+export const EDNS_UDP_SIZE = 1232;
+
+/** A query whose header and question could be read. */
+export interface Query {
+  /** The bytes as received. */
+  readonly raw: Uint8Array;
+  readonly id: number;
+  readonly flags: number;
+  /** Question name: lower case, presentation form with trailing dot, `\DDD` for odd bytes. */
+  readonly qname: string;
+  readonly qtype: number;
+  readonly qclass: number;
+  /** Offset just past QCLASS: `raw.subarray(12, questionEnd)` is the question as the client wrote it. */
+  readonly questionEnd: number;
+  /** EDNS(0) data, when the query carried an OPT record. */
+  readonly edns?: { readonly udpSize: number; readonly version: number; readonly do: boolean };
+}
+
+/** What reading a query gave: a query, an error reply to send, or nothing (drop). */
+export type QueryParse =
+  | { readonly kind: "query"; readonly query: Query }
+  | { readonly kind: "error"; readonly reply: Uint8Array; readonly rcode: number }
+  | { readonly kind: "drop"; readonly reason: string };
+
+/**
+ * Reads a name starting at `off` without following pointers and returns its end offset and its
+ * lower-case text; `compressed` is true when it ended in a pointer. Returns -1 on malformed input.
+ */
+function readUncompressedName(
+  buf: Uint8Array,
+  off: number,
+): { end: number; text: string } | null {
+  let text = "";
+  let total = 1;
+  for (;;) {
+    if (off >= buf.length) return null;
+    const len = buf[off]!;
+    if (len === 0) return { end: off + 1, text: text === "" ? "." : text };
+    if (len > 63) return null; // a pointer or a reserved label type: not allowed in a question
+    if (off + 1 + len > buf.length) return null;
+    total += len + 1;
+    if (total > 255) return null;
+    for (let i = off + 1; i <= off + len; i++) {
+      let c = buf[i]!;
+      if (c >= 0x41 && c <= 0x5a) c += 0x20;
+      if (c > 0x20 && c < 0x7f && c !== 0x2e && c !== 0x5c) text += String.fromCharCode(c);
+      else text += "\\" + String(c).padStart(3, "0");
+    }
+    text += ".";
+    off += len + 1;
+  }
+}
+
+/** Skips a possibly compressed name; returns the offset after it, or -1 when malformed. */
+export function skipName(buf: Uint8Array, off: number): number {
+  for (let labels = 0; labels < 128; labels++) {
+    if (off >= buf.length) return -1;
+    const len = buf[off]!;
+    if (len === 0) return off + 1;
+    if ((len & 0xc0) === 0xc0) return off + 2 <= buf.length ? off + 2 : -1;
+    if (len > 63) return -1;
+    off += len + 1;
+  }
+  return -1;
+}
+
+const view = (buf: Uint8Array) => new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+
+/**
+ * Reads and validates a query (RFC 1035 header and question, RFC 6891 OPT).
+ *
+ * Header unreadable or QR set → drop. Opcode other than QUERY → NOTIMP. Not exactly one
+ * question, a malformed name or record, two OPT records → FORMERR. Class other than IN, zone
+ * transfers → REFUSED. EDNS version above 0 → BADVERS.
+ */
+export function parseQuery(raw: Uint8Array): QueryParse {
+  if (raw.length < 12) return { kind: "drop", reason: "short header" };
+  const dv = view(raw);
+  const id = dv.getUint16(0);
+  const flags = dv.getUint16(2);
+  if (flags & Flags.QR) return { kind: "drop", reason: "response, not a query" };
+  const qdcount = dv.getUint16(4);
+  const opcode = (flags >> 11) & 0xf;
+  const name = qdcount >= 1 ? readUncompressedName(raw, 12) : null;
+  const questionEnd = name ? name.end + 4 : -1;
+  const question = name && questionEnd <= raw.length && qdcount === 1
+    ? raw.subarray(12, questionEnd)
+    : undefined;
+  const fail = (rcode: number) => ({
+    kind: "error" as const,
+    rcode,
+    reply: buildReply({ id, flags, question, rcode }),
+  });
+  if (opcode !== 0) return fail(Rcode.NOTIMP);
+  if (qdcount !== 1 || !question) return fail(Rcode.FORMERR);
+  const qtype = dv.getUint16(questionEnd - 4);
+  const qclass = dv.getUint16(questionEnd - 2);
+
+  // Walk the rest to find the OPT record; anything unreadable is a format error.
+  let off = questionEnd;
+  const rest = dv.getUint16(6) + dv.getUint16(8);
+  const arcount = dv.getUint16(10);
+  let edns: Query["edns"];
+  for (let i = 0; i < rest + arcount; i++) {
+    const nameEnd = skipName(raw, off);
+    if (nameEnd < 0 || nameEnd + 10 > raw.length) return fail(Rcode.FORMERR);
+    const type = dv.getUint16(nameEnd);
+    const rdEnd = nameEnd + 10 + dv.getUint16(nameEnd + 8);
+    if (rdEnd > raw.length) return fail(Rcode.FORMERR);
+    if (type === Type.OPT) {
+      if (i < rest || edns || nameEnd !== off + 1 || raw[off] !== 0) return fail(Rcode.FORMERR);
+      edns = {
+        udpSize: Math.max(512, dv.getUint16(nameEnd + 2)),
+        version: raw[nameEnd + 5]!,
+        do: (dv.getUint16(nameEnd + 6) & 0x8000) !== 0,
+      };
+    }
+    off = rdEnd;
+  }
+  const query: Query = {
+    raw,
+    id,
+    flags,
+    qname: name!.text,
+    qtype,
+    qclass,
+    questionEnd,
+    ...(edns ? { edns } : {}),
+  };
+  if (edns && edns.version > 0) {
+    return { kind: "error", rcode: Rcode.BADVERS, reply: errorReply(query, Rcode.BADVERS) };
+  }
+  if (qclass !== 1) return { kind: "error", rcode: Rcode.REFUSED, reply: errorReply(query, 5) };
+  if (qtype === Type.OPT) return { kind: "error", rcode: 1, reply: errorReply(query, 1) };
+  if (qtype === Type.AXFR || qtype === Type.IXFR) {
+    return { kind: "error", rcode: Rcode.REFUSED, reply: errorReply(query, Rcode.REFUSED) };
+  }
+  return { kind: "query", query };
+}
+
+/** Options of {@linkcode buildReply}. */
+export interface ReplyOptions {
+  readonly id: number;
+  /** The query's flags: opcode, RD and CD are echoed. */
+  readonly flags: number;
+  /** The question bytes to echo, if any. */
+  readonly question?: Uint8Array | undefined;
+  /** Response code; 16 and above go into the OPT record's extended rcode. */
+  readonly rcode: number;
+  /** Append an OPT record (when the query had one). */
+  readonly edns?: { readonly do: boolean } | undefined;
+  /** Extra flag bits to set, e.g. AA. */
+  readonly setFlags?: number;
+  /** Records already in wire form, with their counts. */
+  readonly records?: { readonly bytes: Uint8Array; readonly an: number; readonly ns: number };
+}
+
+/** Builds a reply carrying a response code and, optionally, records. */
+export function buildReply(o: ReplyOptions): Uint8Array {
+  const q = o.question?.length ?? 0;
+  const r = o.records?.bytes.length ?? 0;
+  const out = new Uint8Array(12 + q + r + (o.edns ? 11 : 0));
+  const dv = view(out);
+  dv.setUint16(0, o.id);
+  const echoed = o.flags & (0x7800 | Flags.RD | Flags.CD);
+  dv.setUint16(2, Flags.QR | Flags.RA | echoed | (o.setFlags ?? 0) | (o.rcode & 0xf));
+  dv.setUint16(4, q ? 1 : 0);
+  dv.setUint16(6, o.records?.an ?? 0);
+  dv.setUint16(8, o.records?.ns ?? 0);
+  if (o.question) out.set(o.question, 12);
+  if (o.records) out.set(o.records.bytes, 12 + q);
+  if (o.edns) {
+    dv.setUint16(10, 1);
+    writeOpt(out, 12 + q + r, o.edns.do, o.rcode >> 4);
+  }
+  return out;
+}
+
+/** A reply to `query` with only a response code (and OPT when the query had EDNS). */
+export function errorReply(query: Query, rcode: number): Uint8Array {
+  return buildReply({
+    id: query.id,
+    flags: query.flags,
+    question: query.raw.subarray(12, query.questionEnd),
+    rcode,
+    edns: query.edns,
+  });
+}
+
+/** Writes an 11-byte OPT record at `off`. */
+export function writeOpt(out: Uint8Array, off: number, dnssecOk: boolean, extRcode = 0): void {
+  out[off] = 0; // root owner name
+  out[off + 1] = 0;
+  out[off + 2] = Type.OPT;
+  out[off + 3] = EDNS_UDP_SIZE >> 8;
+  out[off + 4] = EDNS_UDP_SIZE & 0xff;
+  out[off + 5] = extRcode;
+  out[off + 6] = 0; // version
+  out[off + 7] = dnssecOk ? 0x80 : 0;
+  out[off + 8] = 0;
+  out[off + 9] = 0; // rdlength
+  out[off + 10] = 0;
+}
+
+/** Encodes a presentation-form name (trailing dot, `\DDD` escapes) as an uncompressed wire name. */
+export function encodeName(name: string): Uint8Array {
+  const bytes: number[] = [];
+  if (name !== ".") {
+    for (const label of splitLabels(name)) {
+      bytes.push(label.length, ...label);
+    }
+  }
+  bytes.push(0);
+  return new Uint8Array(bytes);
+}
+
+function splitLabels(name: string): number[][] {
+  const labels: number[][] = [];
+  let cur: number[] = [];
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c === 0x5c) {
+      const d = name.slice(i + 1, i + 4);
+      if (/^\d{3}$/.test(d)) {
+        cur.push(Number(d));
+        i += 3;
+      } else {
+        cur.push(name.charCodeAt(++i));
+      }
+    } else if (c === 0x2e) {
+      labels.push(cur);
+      cur = [];
+    } else {
+      cur.push(c);
+    }
+  }
+  if (cur.length) labels.push(cur);
+  return labels;
+}
+
+/** Builds an upstream query: fresh ID, RD, the client's CD and DO, our EDNS buffer size. */
+export function buildUpstreamQuery(
+  o: { id: number; qname: string; qtype: number; qclass: number; do: boolean; cd: boolean },
+): Uint8Array {
+  const name = encodeName(o.qname);
+  const out = new Uint8Array(12 + name.length + 4 + 11);
+  const dv = view(out);
+  dv.setUint16(0, o.id);
+  dv.setUint16(2, Flags.RD | (o.cd ? Flags.CD : 0));
+  dv.setUint16(4, 1);
+  dv.setUint16(10, 1);
+  out.set(name, 12);
+  dv.setUint16(12 + name.length, o.qtype);
+  dv.setUint16(14 + name.length, o.qclass);
+  writeOpt(out, 16 + name.length, o.do);
+  return out;
+}
+
+/** True when `answer` is a response to `query` (same ID and same question, name case aside). */
+export function answersQuery(query: Uint8Array, answer: Uint8Array): boolean {
+  if (answer.length < 12 || query.length < 12) return false;
+  if (answer[0] !== query[0] || answer[1] !== query[1] || !(answer[2]! & 0x80)) return false;
+  if (answer[4] !== 0 || answer[5] !== 1) return false;
+  const end = skipName(query, 12) + 4;
+  if (end < 16 || end > answer.length) return false;
+  for (let i = 12; i < end; i++) {
+    let a = answer[i]!, b = query[i]!;
+    if (a >= 0x41 && a <= 0x5a) a += 0x20;
+    if (b >= 0x41 && b <= 0x5a) b += 0x20;
+    if (a !== b) return false;
+  }
+  return true;
+}
+
+/** Numbers of the record types a config may name (rules' `qtype`). */
+export const TYPE_NUMBERS: Readonly<Record<string, number>> = {
+  A: 1,
+  NS: 2,
+  CNAME: 5,
+  SOA: 6,
+  PTR: 12,
+  MX: 15,
+  TXT: 16,
+  AAAA: 28,
+  SRV: 33,
+  NAPTR: 35,
+  DS: 43,
+  RRSIG: 46,
+  NSEC: 47,
+  DNSKEY: 48,
+  NSEC3: 50,
+  TLSA: 52,
+  SVCB: 64,
+  HTTPS: 65,
+  CAA: 257,
+  ANY: 255,
+};

@@ -1,0 +1,99 @@
+/**
+ * Do53 over UDP (RFC 1035): one fresh socket per exchange, bound to the PvD's source address, so
+ * every upstream query has a random source port as well as a random ID (RFC 5452). Only a
+ * datagram from the server's address and port, with the query's ID and question, is accepted;
+ * anything else is ignored and the wait goes on.
+ *
+ * @module
+ */
+
+import type { LeakGuard } from "../policy/leak_guard.ts";
+import type { ServerConfig } from "../resolver/config_types.ts";
+import { answersQuery } from "../resolver/wire.ts";
+import { abortError, type ExchangeOptions, type Transport, TransportError } from "./transport.ts";
+
+/** Options of {@linkcode UdpTransport}. */
+export interface UdpTransportOptions {
+  /** The PvD this transport serves (checked by the guard on every send). */
+  readonly pvd: string;
+  readonly server: ServerConfig;
+  /** Local address to bind. */
+  readonly source: string;
+  readonly guard: LeakGuard;
+}
+
+/** Do53 over UDP to one server of one PvD. */
+export class UdpTransport implements Transport {
+  /** Always `"udp"`. */
+  readonly protocol = "udp" as const;
+  /** The server. */
+  readonly server: ServerConfig;
+  /** The bound local address. */
+  readonly source: string;
+  #pvd: string;
+  #guard: LeakGuard;
+  #open = new Set<Deno.DatagramConn>();
+
+  /** Creates the transport; no socket is opened until an exchange. */
+  constructor(options: UdpTransportOptions) {
+    if (!options.server.address) throw new TypeError("A UDP server needs an IP address");
+    this.server = options.server;
+    this.source = options.source;
+    this.#pvd = options.pvd;
+    this.#guard = options.guard;
+  }
+
+  /** Sends `query` and waits for its answer. */
+  async exchange(query: Uint8Array, { signal }: ExchangeOptions): Promise<Uint8Array> {
+    const address = this.server.address!;
+    const port = this.server.port;
+    this.#guard.check(this.#pvd, address, port, this.source);
+    if (signal.aborted) throw abortError(signal);
+    let conn: Deno.DatagramConn;
+    try {
+      conn = Deno.listenDatagram({ hostname: this.source, port: 0, transport: "udp" });
+    } catch (e) {
+      throw new TransportError("closed", `cannot bind ${this.source}: ${(e as Error).message}`);
+    }
+    this.#open.add(conn);
+    const onAbort = () => conn.close();
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      await conn.send(query, { hostname: address, port, transport: "udp" });
+      for (;;) {
+        const [data, from] = await conn.receive();
+        const f = from as Deno.NetAddr;
+        if (f.port === port && sameAddress(f.hostname, address) && answersQuery(query, data)) {
+          return data;
+        }
+      }
+    } catch (e) {
+      if (signal.aborted) throw abortError(signal);
+      if (e instanceof TransportError) throw e;
+      const refused = e instanceof Deno.errors.ConnectionRefused;
+      throw new TransportError(refused ? "refused" : "closed", (e as Error).message, { cause: e });
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      this.#open.delete(conn);
+      try {
+        conn.close();
+      } catch { /* already closed by abort */ }
+    }
+  }
+
+  /** Closes any socket still waiting. */
+  close(): Promise<void> {
+    for (const c of this.#open) {
+      try {
+        c.close();
+      } catch { /* already closed */ }
+    }
+    this.#open.clear();
+    return Promise.resolve();
+  }
+}
+
+function sameAddress(a: string, b: string): boolean {
+  return a === b || a.toLowerCase() === b.toLowerCase() ||
+    (a.startsWith("::ffff:") && a.slice(7) === b);
+}
