@@ -45,12 +45,12 @@ export class TcpTransport implements Transport {
   }
 
   /** Connects, sends `query` and waits for its answer. */
-  exchange(query: Uint8Array, { signal }: ExchangeOptions): Promise<Uint8Array> {
+  async exchange(query: Uint8Array, { signal }: ExchangeOptions): Promise<Uint8Array> {
     const address = this.server.address!;
     const port = this.server.port;
     this.#guard.check(this.#pvd, address, port, this.source);
-    if (signal.aborted) return Promise.reject(abortError(signal));
-    return new Promise<Uint8Array>((resolve, reject) => {
+    if (signal.aborted) throw abortError(signal);
+    return await new Promise<Uint8Array>((resolve, reject) => {
       const socket = new Socket();
       this.#open.add(socket);
       let buffered = new Uint8Array(0);
