@@ -16,6 +16,8 @@ import { parseArgs } from "node:util";
 import { ConfigError, loadConfigFile } from "./resolver/config.ts";
 import type { Config, ListenerConfig } from "./resolver/config_types.ts";
 import { buildHostDefault } from "./resolver/host_default.ts";
+import { explainRoute } from "./policy/explain.ts";
+import { checkRoutes } from "./policy/route_check.ts";
 import { createStub, type Stub } from "./resolver/stub.ts";
 
 /** The version printed by `pvdns --version`. */
@@ -25,6 +27,9 @@ const USAGE = `usage: pvdns <command> [options]
 
 commands:
   serve [--config FILE]   answer DNS on the configured listeners (default: built from this host)
+  route NAME [TYPE] [--from ADDR] [--listener ADDR] [--pvd ID] [--config FILE]
+                          explain which PvD answers NAME, by which step and rule, via which servers
+  doctor [--config FILE]  check that each PvD's servers are reached through the PvD's own interface
   check --config FILE     validate a config file; print the normalised result as JSON
   --version               print the version
 
@@ -88,6 +93,64 @@ async function serve(configPath: string | undefined): Promise<number> {
   return 0;
 }
 
+/** Loads `--config FILE` or the embedded default; prints errors and returns null on failure. */
+async function loadOrReport(configPath: string | undefined): Promise<Config | null> {
+  try {
+    return configPath ? await loadConfigFile(configPath) : await buildHostDefault();
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    console.error(`pvdns: ${configPath ?? "embedded default"}: configuration refused:`);
+    for (const line of e.errors) console.error(`  ${line}`);
+    return null;
+  }
+}
+
+async function route(
+  args: string[],
+  values: { config?: string; from?: string; listener?: string; pvd?: string },
+): Promise<number> {
+  const [name, type] = args;
+  if (!name) {
+    console.error(`pvdns: route needs a NAME\n${USAGE}`);
+    return 2;
+  }
+  const config = await loadOrReport(values.config);
+  if (!config) return 2;
+  try {
+    const { lines } = explainRoute(config, {
+      name,
+      type,
+      from: values.from,
+      listener: values.listener,
+      pvd: values.pvd,
+    });
+    for (const l of lines) console.log(l);
+    return 0;
+  } catch (e) {
+    console.error(`pvdns: ${(e as Error).message}`);
+    return 2;
+  }
+}
+
+async function doctor(configPath: string | undefined): Promise<number> {
+  const config = await loadOrReport(configPath);
+  if (!config) return 2;
+  let bad = 0;
+  for (const pvd of config.pvds) {
+    console.log(
+      `PvD ${pvd.id}${pvd.interface ? ` (interface ${pvd.interface})` : ""}${
+        pvd.strictRoutes ? ", strictRoutes: fails closed on a wrong route" : ""
+      }`,
+    );
+    for (const r of await checkRoutes(pvd)) {
+      console.log(`  ${r.ok ? "ok  " : "FAIL"} ${r.detail}`);
+      if (!r.ok) bad++;
+    }
+  }
+  console.log(bad ? `${bad} server(s) not reached through their PvD's interface` : "all routes ok");
+  return bad ? 1 : 0;
+}
+
 function isBindError(e: unknown): boolean {
   return e instanceof Deno.errors.AddrInUse || e instanceof Deno.errors.PermissionDenied ||
     e instanceof Deno.errors.AddrNotAvailable;
@@ -118,6 +181,9 @@ export async function main(args: string[]): Promise<number> {
       allowPositionals: true,
       options: {
         config: { type: "string", short: "c" },
+        from: { type: "string" },
+        listener: { type: "string" },
+        pvd: { type: "string" },
         version: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -140,6 +206,10 @@ export async function main(args: string[]): Promise<number> {
       return await serve(values.config);
     case "check":
       return await check(values.config);
+    case "route":
+      return await route(positionals.slice(1), values);
+    case "doctor":
+      return await doctor(values.config);
     default:
       console.error(`pvdns: unknown command "${positionals[0]}"\n${USAGE}`);
       return 2;

@@ -6,7 +6,9 @@
  */
 
 import { LeakGuard } from "../policy/leak_guard.ts";
+import { checkRoutes } from "../policy/route_check.ts";
 import { Router } from "../policy/router.ts";
+import type { IpRunner } from "../pvd/ip_command.ts";
 import { PvdCache } from "./cache.ts";
 import type { Config, ListenerConfig } from "./config_types.ts";
 import { type DnsListener, startTcpListener, startUdpListener } from "./listeners.ts";
@@ -21,6 +23,10 @@ export interface StubOptions {
   readonly now?: () => number;
   /** Where log lines go. @default console.error */
   readonly log?: (line: string) => void;
+  /** Runs `ip -j …` for route checks. @default the `ip` command */
+  readonly runIp?: IpRunner;
+  /** How often strictRoutes PvDs are checked again, ms. @default 10000 */
+  readonly routeCheckMs?: number;
 }
 
 /** A running pvdns. */
@@ -88,6 +94,31 @@ export async function createStub(config: Config, options: StubOptions = {}): Pro
     },
   });
 
+  // strictRoutes: check each such PvD's routes now and every routeCheckMs; fail closed on a miss.
+  const strict = config.pvds.filter((p) => p.strictRoutes);
+  const lastVerdict = new Map<string, string>();
+  const recheck = async () => {
+    for (const p of strict) {
+      for (const r of await checkRoutes(p, options.runIp)) {
+        upstreams.get(p.id)?.setBlocked(r.server, r.ok ? undefined : r.detail);
+        const verdict = r.ok ? "ok" : r.detail;
+        if (lastVerdict.get(`${p.id} ${r.server}`) !== verdict) {
+          lastVerdict.set(`${p.id} ${r.server}`, verdict);
+          if (!r.ok) log(`pvdns: PvD ${p.id}: strictRoutes: not using ${r.detail}`);
+          else if (lastVerdict.size > 0) log(`pvdns: PvD ${p.id}: route ok: ${r.detail}`);
+        }
+      }
+    }
+  };
+  let routeTimer: ReturnType<typeof setInterval> | undefined;
+  if (strict.length) {
+    await recheck();
+    routeTimer = setInterval(
+      () => recheck().catch((e) => log(`pvdns: route check: ${e}`)),
+      options.routeCheckMs ?? 10_000,
+    );
+  }
+
   let inFlight = 0;
   const resolve = (
     query: Query,
@@ -141,6 +172,7 @@ export async function createStub(config: Config, options: StubOptions = {}): Pro
     handle,
     resolve: (q, c, p) => resolve(q, c, p),
     async close() {
+      clearInterval(routeTimer);
       for (const l of listeners) await l.close();
       for (const u of upstreams.values()) await u.close();
     },

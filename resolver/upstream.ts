@@ -54,6 +54,8 @@ interface ServerState {
   readonly tcp: Transport;
   /** Smoothed round-trip time, ms. */
   srtt: number;
+  /** Why the server may not be used now (strict routes), if it may not. */
+  blocked?: string | undefined;
 }
 
 /** The Do53 servers of one PvD, each bound to one of the PvD's source addresses. */
@@ -87,6 +89,14 @@ export class PvdUpstreams {
     });
   }
 
+  /**
+   * Marks a server unusable (a reason) or usable again (undefined). A PvD whose servers are all
+   * blocked fails closed: SERVFAIL, nothing sent.
+   */
+  setBlocked(serverText: string, reason: string | undefined): void {
+    for (const s of this.#servers) if (s.server.text === serverText) s.blocked = reason;
+  }
+
   /** The servers in the order the next query would try them. */
   get order(): readonly ServerConfig[] {
     return this.#sorted().map((s) => s.server);
@@ -108,6 +118,10 @@ export class PvdUpstreams {
     const attempts: { server: string; reason: FailureReason | "rcode" }[] = [];
     for (const state of this.#sorted()) {
       if (overall.aborted) break;
+      if (state.blocked) {
+        attempts.push({ server: state.server.text, reason: "route" });
+        continue;
+      }
       const started = this.#now();
       const perTry = AbortSignal.any([overall, AbortSignal.timeout(timeoutMs)]);
       try {

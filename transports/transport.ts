@@ -15,7 +15,10 @@ export type FailureReason =
   | "http"
   | "bad-answer"
   | "closed"
-  | "leak";
+  /** Refused by the leak guard before sending. */
+  | "leak"
+  /** Not sent: the kernel would route it through another interface (strictRoutes). */
+  | "route";
 
 /** An exchange that failed, with its reason. */
 export class TransportError extends Error {

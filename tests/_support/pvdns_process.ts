@@ -1,0 +1,222 @@
+/**
+ * Run the real `pvdns` daemon (`main.ts serve`) as a child process, the way a user would,
+ * with the same Deno binary that runs the tests (`Deno.execPath()`).
+ *
+ * The daemon prints `pvdns: listening on ADDR:PORT (udp, tcp)` per listener and then
+ * `pvdns: ready`; {@linkcode startPvdns} returns once that last line appeared, or throws with
+ * everything the daemon printed. Config errors make the daemon exit 2 with the errors on
+ * stderr; use {@linkcode runPvdns} for such one-shot CLI runs.
+ *
+ * @module
+ */
+
+import { fileURLToPath } from "node:url";
+import { exec, type ExecResult, inNetns } from "./exec.ts";
+
+/** The repository root, found from this file's location (tests/_support/ → ../..). */
+export const REPO_ROOT: string = fileURLToPath(new URL("../..", import.meta.url)).replace(
+  /\/$/,
+  "",
+);
+/** The CLI entry point. */
+export const MAIN_TS: string = `${REPO_ROOT}/main.ts`;
+
+/** The argv prefix that runs `main.ts` with this test run's Deno. */
+export function pvdnsArgv(args: readonly string[]): string[] {
+  return [Deno.execPath(), "run", "--allow-all", "--unstable-net", MAIN_TS, ...args];
+}
+
+/** Options of {@linkcode startPvdns}. */
+export interface StartPvdnsOptions {
+  /** Config file text (JSON with comments); written to a temp file and passed as `--config`. */
+  configText?: string;
+  /** Config as an object, serialised to JSON (ignored when `configText` is given). */
+  config?: unknown;
+  /** More arguments after `serve [--config FILE]`. */
+  args?: string[];
+  /** Run the daemon inside this network namespace. */
+  netns?: string;
+  /** Extra environment variables. */
+  env?: Record<string, string>;
+  /** How long to wait for `pvdns: ready`. @default 15000 */
+  readyTimeoutMs?: number;
+}
+
+/** A running daemon. */
+export interface PvdnsProcess {
+  readonly pid: number;
+  /** Path of the config file written for it (undefined when none). */
+  readonly configPath?: string;
+  /** Every line printed so far, stdout and stderr interleaved as they arrived. */
+  output(): string[];
+  /** `ADDR:PORT` of each `pvdns: listening on …` line. */
+  listeners(): string[];
+  /** Wait (bounded) for an output line matching `re`. */
+  waitForLine(re: RegExp, timeoutMs?: number): Promise<string>;
+  /** Send a signal (e.g. `"SIGHUP"` to reload). */
+  signal(sig: Deno.Signal): void;
+  /** Resolves with the exit status when the daemon ends on its own or by stop(). */
+  readonly exited: Promise<Deno.CommandStatus>;
+  /** SIGTERM, at most 5 s for a clean exit, then SIGKILL; removes the temp config. */
+  stop(): Promise<Deno.CommandStatus>;
+}
+
+async function pumpLines(
+  stream: ReadableStream<Uint8Array>,
+  sink: string[],
+  onLine: () => void,
+): Promise<void> {
+  let rest = "";
+  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      rest += value;
+      const parts = rest.split("\n");
+      rest = parts.pop() ?? "";
+      for (const p of parts) sink.push(p);
+      if (parts.length) onLine();
+    }
+  } finally {
+    if (rest) sink.push(rest);
+    onLine();
+    reader.releaseLock();
+  }
+}
+
+/**
+ * Start `pvdns serve` and wait until it says `pvdns: ready`.
+ *
+ * @example
+ * const pvdns = await startPvdns({ config: { listen: ["127.101.0.9:53"], pvds: [...] } });
+ * try { ... } finally { await pvdns.stop(); }
+ */
+export async function startPvdns(options: StartPvdnsOptions = {}): Promise<PvdnsProcess> {
+  let configPath: string | undefined;
+  const text = options.configText ??
+    (options.config === undefined ? undefined : JSON.stringify(options.config, null, 2));
+  if (text !== undefined) {
+    configPath = await Deno.makeTempFile({ prefix: "pvdns-config-", suffix: ".jsonc" });
+    await Deno.writeTextFile(configPath, text);
+  }
+  const args = ["serve", ...(configPath ? ["--config", configPath] : []), ...(options.args ?? [])];
+  const argv = inNetns(options.netns, pvdnsArgv(args));
+  const child = new Deno.Command(argv[0]!, {
+    args: argv.slice(1),
+    cwd: REPO_ROOT,
+    env: { NO_COLOR: "1", ...options.env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+
+  const lines: string[] = [];
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const pumps = Promise.all([
+    pumpLines(child.stdout, lines, notify),
+    pumpLines(child.stderr, lines, notify),
+  ]);
+  let done = false;
+  const exited = (async () => {
+    const status = await child.status;
+    await pumps;
+    done = true;
+    notify();
+    return status;
+  })();
+
+  const waitForLine = async (re: RegExp, timeoutMs = 15_000): Promise<string> => {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const hit = lines.find((l) => re.test(l));
+      if (hit !== undefined) return hit;
+      if (done) throw new Error(`pvdns exited before printing ${re}:\n${lines.join("\n")}`);
+      const left = end - Date.now();
+      if (left <= 0) throw new Error(`pvdns: no line matching ${re} in ${timeoutMs} ms`);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        timer = setTimeout(resolve, Math.min(left, 200));
+      });
+      clearTimeout(timer);
+    }
+  };
+
+  let stopping: Promise<Deno.CommandStatus> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      if (!done) {
+        try {
+          child.kill("SIGTERM");
+        } catch { /* gone */ }
+      }
+      const killer = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* gone */ }
+      }, 5000);
+      try {
+        return await exited;
+      } finally {
+        clearTimeout(killer);
+        if (configPath) await Deno.remove(configPath).catch(() => {});
+      }
+    })();
+    return stopping;
+  };
+
+  try {
+    await waitForLine(/pvdns: ready/, options.readyTimeoutMs ?? 15_000);
+  } catch (e) {
+    await stop();
+    throw new Error(
+      `${(e as Error).message}\n--- pvdns output (${argv.join(" ")}) ---\n${lines.join("\n")}`,
+    );
+  }
+
+  return {
+    pid: child.pid,
+    configPath,
+    output: () => [...lines],
+    listeners: () =>
+      lines.flatMap((l) => {
+        const m = /pvdns: listening on (\S+)/.exec(l);
+        return m ? [m[1]!] : [];
+      }),
+    waitForLine,
+    signal: (sig) => child.kill(sig),
+    exited,
+    stop,
+  };
+}
+
+/** Options of {@linkcode runPvdns}. */
+export interface RunPvdnsOptions {
+  netns?: string;
+  env?: Record<string, string>;
+  /** @default 15000 */
+  timeoutMs?: number;
+  stdin?: string;
+}
+
+/**
+ * Run one CLI command to completion, e.g. `runPvdns(["serve", "--config", bad])` → `code: 2`.
+ */
+export async function runPvdns(
+  args: readonly string[],
+  options: RunPvdnsOptions = {},
+): Promise<ExecResult> {
+  return await exec(pvdnsArgv(args), {
+    netns: options.netns,
+    cwd: REPO_ROOT,
+    env: { NO_COLOR: "1", ...options.env },
+    timeoutMs: options.timeoutMs ?? 15_000,
+    stdin: options.stdin,
+  });
+}
