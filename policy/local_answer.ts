@@ -1,14 +1,14 @@
 /**
- * Replies pvdns makes itself: special-use names, rule actions, refusals. Records are encoded with
- * `dns-packet`; these replies are rare enough that the codec's cost does not matter.
+ * Replies pvdns makes itself: special-use names, rule actions, refusals. Record owners point at
+ * the question (offset 12), so they carry the client's letter case like forwarded answers do.
  *
  * @module
  */
 
-import * as packet from "dns-packet";
+import ipaddr from "ipaddr.js";
 import type { LocalAnswerConfig } from "../resolver/config_types.ts";
 import { localResponse, type StoredResponse } from "../resolver/response.ts";
-import { Flags, type Query, Rcode, Type } from "../resolver/wire.ts";
+import { encodeName, Flags, type Query, Rcode, Type } from "../resolver/wire.ts";
 import type { Route } from "./router.ts";
 
 type LocalKind = Extract<Route, { kind: "local" }>["answer"];
@@ -24,30 +24,43 @@ export function localAnswer(query: Query, answer: LocalKind, now: number): Store
   const data: LocalAnswerConfig = answer === "localhost"
     ? { A: ["127.0.0.1"], AAAA: ["::1"], TXT: [], ttl: 0 }
     : answer;
-  const name = query.qname === "." ? "." : query.qname.slice(0, -1);
-  const records: packet.Answer[] = [];
+  const records: Uint8Array[] = [];
   const t = query.qtype;
   const any = t === 255;
   if (data.CNAME) {
-    records.push({ type: "CNAME", name, ttl: data.ttl, data: data.CNAME.replace(/\.$/, "") });
+    records.push(record(Type.CNAME, data.ttl, encodeName(data.CNAME)));
   } else {
     if (t === Type.A || any) {
-      for (const a of data.A) records.push({ type: "A", name, ttl: data.ttl, data: a });
+      for (const a of data.A) records.push(record(Type.A, data.ttl, ip(a)));
     }
     if (t === Type.AAAA || any) {
-      for (const a of data.AAAA) records.push({ type: "AAAA", name, ttl: data.ttl, data: a });
+      for (const a of data.AAAA) records.push(record(Type.AAAA, data.ttl, ip(a)));
     }
     if (t === Type.TXT || any) {
-      for (const txt of data.TXT) records.push({ type: "TXT", name, ttl: data.ttl, data: [txt] });
+      for (const txt of data.TXT) {
+        const bytes = new TextEncoder().encode(txt);
+        records.push(record(Type.TXT, data.ttl, new Uint8Array([bytes.length, ...bytes])));
+      }
     }
   }
-  // Encoded behind the same question name at offset 12, so compression pointers stay valid once
-  // the records are placed behind the client's own question.
-  const full = packet.encode({
-    type: "response",
-    questions: [{ name, type: "A", class: "IN" }],
-    answers: records,
-  });
-  const bytes = new Uint8Array(full.subarray(query.questionEnd));
+  const bytes = new Uint8Array(records.reduce((n, r) => n + r.length, 0));
+  records.reduce((off, r) => (bytes.set(r, off), off + r.length), 0);
   return localResponse(query, Rcode.NOERROR, now, { bytes, an: records.length, ns: 0 }, Flags.AA);
+}
+
+function ip(address: string): Uint8Array {
+  return new Uint8Array(ipaddr.parse(address).toByteArray());
+}
+
+/** One record owned by the question name (a pointer to offset 12, so the client's case shows). */
+function record(type: number, ttl: number, rdata: Uint8Array): Uint8Array {
+  const out = new Uint8Array(12 + rdata.length);
+  const dv = new DataView(out.buffer);
+  dv.setUint16(0, 0xc00c);
+  dv.setUint16(2, type);
+  dv.setUint16(4, 1);
+  dv.setUint32(6, ttl);
+  dv.setUint16(10, rdata.length);
+  out.set(rdata, 12);
+  return out;
 }

@@ -1,0 +1,114 @@
+import assert from "node:assert/strict";
+import { validateConfig } from "../../resolver/config.ts";
+import { createStub } from "../../resolver/stub.ts";
+import { dig } from "../_support/dig.ts";
+import { startDnsmasq } from "../_support/dnsmasq.ts";
+import { loopbackAddress } from "../_support/loopback.ts";
+
+Deno.test("a rule's explicit fallback is the only way to a second PvD, counted, and never cached across", async (t) => {
+  const homeServer = loopbackAddress();
+  const deadServer = loopbackAddress(); // nothing listens there
+  const [homeSrc, vpnSrc] = [loopbackAddress({ port: 0 }), loopbackAddress({ port: 0 })];
+  const [listen, vpnListen] = [loopbackAddress(), loopbackAddress()];
+  const home = await startDnsmasq({
+    address: homeServer,
+    zones: ["fb.test", "corp.test"],
+    records: [
+      { name: "www.fb.test", type: "A", value: "192.0.2.80" },
+      { name: "www.corp.test", type: "A", value: "192.0.2.81" },
+    ],
+  });
+  const stub = await createStub(
+    validateConfig({
+      listen: [`${listen}:53`, { address: `${vpnListen}:53`, pvd: "vpn.example" }],
+      pvds: [
+        { id: "home.example", sourceAddresses: [homeSrc], servers: [homeServer], default: true },
+        {
+          id: "vpn.example",
+          sourceAddresses: [vpnSrc],
+          servers: [deadServer],
+          dnsZones: ["corp.test"],
+        },
+      ],
+      rules: [{ match: { suffix: "fb.test" }, pvd: "vpn.example", fallback: ["home.example"] }],
+      upstream: { timeoutMs: 200, deadlineMs: 400 },
+    }),
+    { log: () => {} },
+  );
+  try {
+    await t.step("the rule's PvD fails, its fallback answers, and the use is counted", async () => {
+      const r = await dig({ server: listen, name: "www.fb.test" });
+      assert.equal(r.status, "NOERROR");
+      assert.deepEqual(r.answers.map((a) => a.data), ["192.0.2.80"]);
+      assert.equal(stub.fallbacks.get("vpn.example->home.example"), 1);
+    });
+    await t.step("the fallback answer is not served as the first PvD's", async () => {
+      const r = await dig({ server: vpnListen, name: "www.fb.test" });
+      assert.equal(r.status, "SERVFAIL", "vpn's cache never got home's answer");
+    });
+    await t.step(
+      "without a fallback rule a failing PvD answers SERVFAIL and the other PvD sees nothing",
+      async () => {
+        const r = await dig({ server: listen, name: "www.corp.test" });
+        assert.equal(r.status, "SERVFAIL");
+        const log = await home.queryLog();
+        assert.deepEqual(
+          log.map((q) => q.name),
+          ["www.fb.test"],
+          "only the fallback query reached home",
+        );
+        assert.ok(
+          log.every((q) => q.from === homeSrc),
+          "and it came from home's own source address",
+        );
+      },
+    );
+  } finally {
+    await stub.close();
+    await home.stop();
+  }
+});
+
+Deno.test("local answers: localhost, rule records, nxdomain and refuse never leave the host", async () => {
+  const server = loopbackAddress();
+  const src = loopbackAddress({ port: 0 });
+  const listen = loopbackAddress();
+  const up = await startDnsmasq({ address: server, zones: ["x.test"], records: [] });
+  const stub = await createStub(
+    validateConfig({
+      listen: [`${listen}:53`],
+      pvds: [{ id: "home.example", sourceAddresses: [src], servers: [server] }],
+      rules: [
+        {
+          match: { suffix: "printer.x.test" },
+          action: "answer",
+          answer: { A: ["192.0.2.9"], TXT: ["hi"], ttl: 30 },
+        },
+        { match: { suffix: "ads.x.test" }, action: "nxdomain" },
+        { match: { suffix: "x.test", qtype: "ANY" }, action: "refuse" },
+      ],
+    }),
+    { log: () => {} },
+  );
+  try {
+    const lh = await dig({ server: listen, name: "db.localhost", type: "AAAA" });
+    assert.deepEqual(lh.answers.map((a) => a.data), ["::1"]);
+    const rec = await dig({ server: listen, name: "Printer.X.test" });
+    assert.deepEqual(rec.answers.map((a) => [a.name, a.ttl, a.data]), [[
+      "Printer.X.test.",
+      30,
+      "192.0.2.9",
+    ]]);
+    const txt = await dig({ server: listen, name: "printer.x.test", type: "TXT", tcp: true });
+    assert.deepEqual(txt.answers.map((a) => a.data), ['"hi"']);
+    const nodata = await dig({ server: listen, name: "printer.x.test", type: "MX" });
+    assert.equal(nodata.status, "NOERROR");
+    assert.equal(nodata.answers.length, 0);
+    assert.equal((await dig({ server: listen, name: "a.ads.x.test" })).status, "NXDOMAIN");
+    assert.equal((await dig({ server: listen, name: "b.x.test", type: "ANY" })).status, "REFUSED");
+    assert.deepEqual(await up.queryLog(), [], "nothing was forwarded");
+  } finally {
+    await stub.close();
+    await up.stop();
+  }
+});
