@@ -105,7 +105,7 @@ export async function startPvdns(options: StartPvdnsOptions = {}): Promise<Pvdns
   const child = new Deno.Command(argv[0]!, {
     args: argv.slice(1),
     cwd: REPO_ROOT,
-    env: { NO_COLOR: "1", ...options.env },
+    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", ...options.env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -215,7 +215,7 @@ export async function runPvdns(
   return await exec(pvdnsArgv(args), {
     netns: options.netns,
     cwd: REPO_ROOT,
-    env: { NO_COLOR: "1", ...options.env },
+    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", ...options.env },
     timeoutMs: options.timeoutMs ?? 15_000,
     stdin: options.stdin,
   });
