@@ -112,3 +112,57 @@ Deno.test("local answers: localhost, rule records, nxdomain and refuse never lea
     await up.stop();
   }
 });
+
+Deno.test("identical misses in one PvD share one upstream query; other PvDs do not share it", async () => {
+  const slow = loopbackAddress();
+  const [src, src2] = [loopbackAddress({ port: 0 }), loopbackAddress({ port: 0 })];
+  const [listen, listen2] = [loopbackAddress(), loopbackAddress()];
+  // A real socket that answers every query after 200 ms, so that concurrent misses overlap.
+  const server = Deno.listenDatagram({ hostname: slow, port: 53, transport: "udp" });
+  const seen: string[] = [];
+  const loop = (async () => {
+    try {
+      for (;;) {
+        const [q, from] = await server.receive();
+        seen.push((from as Deno.NetAddr).hostname);
+        setTimeout(() => {
+          const a = new Uint8Array(q.length + 16);
+          a.set(q);
+          a[2] = 0x81; // QR RD
+          a[3] = 0x80; // RA
+          a[7] = 1; // ANCOUNT 1
+          a[11] = 0; // no OPT in the answer
+          const qEnd = q.length - 11; // the query ends with our 11-byte OPT record
+          a.set([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1], qEnd);
+          server.send(a.subarray(0, qEnd + 16), from).catch(() => {});
+        }, 200);
+      }
+    } catch { /* closed */ }
+  })();
+  const stub = await createStub(
+    validateConfig({
+      listen: [`${listen}:53`, { address: `${listen2}:53`, pvd: "b.example" }],
+      pvds: [
+        { id: "a.example", sourceAddresses: [src], servers: [slow], default: true },
+        { id: "b.example", sourceAddresses: [src2], servers: [slow], dnsZones: ["b.test"] },
+      ],
+    }),
+    { log: () => {} },
+  );
+  try {
+    const results = await Promise.all([
+      ...Array.from({ length: 5 }, () => dig({ server: listen, name: "same.test" })),
+      dig({ server: listen2, name: "same.test" }),
+    ]);
+    assert.ok(results.every((r) => r.status === "NOERROR" && r.answers[0]?.data === "192.0.2.1"));
+    assert.deepEqual(
+      seen.sort(),
+      [src, src2].sort(),
+      "one query per PvD, each from its own source",
+    );
+  } finally {
+    await stub.close();
+    server.close();
+    await loop;
+  }
+});
