@@ -48,6 +48,22 @@ export interface ServerConfig {
 /** Where a PvD's description came from. */
 export type PvdOrigin = "config" | "host" | "ra";
 
+/** PvD Additional Information (RFC 8801 §4), as fetched from `https://<PvD-ID>/.well-known/pvd`. */
+export interface PvdAdditionalInfo {
+  /** `identifier`: the PvD ID, lower case, no trailing dot. */
+  readonly identifier: string;
+  /** `expires`, RFC 3339. */
+  readonly expires: string;
+  /** `prefixes`, normalised. */
+  readonly prefixes: readonly Cidr[];
+  /** `dnsZones`, lower case with trailing dot (also merged into the PvD's `dnsZones`). */
+  readonly dnsZones?: readonly string[];
+  /** `noInternet`: the PvD must not be a default PvD. */
+  readonly noInternet?: boolean;
+  /** When it was fetched (ISO time). */
+  readonly fetchedAt: string;
+}
+
 /** One provisioning domain (RFC 7556). */
 export interface PvdConfig {
   /** PvD ID: an FQDN for an explicit PvD, or a local name for an implicit one; lower case, no trailing dot. */
@@ -76,6 +92,8 @@ export interface PvdConfig {
   readonly caFile?: string;
   /** Fail closed when the kernel would reach a server through another interface. */
   readonly strictRoutes: boolean;
+  /** RFC 8801 additional information, for PvDs discovered from router advertisements. */
+  readonly additionalInfo?: PvdAdditionalInfo;
 }
 
 /** A DNS listen address (UDP and TCP). */
