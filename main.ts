@@ -14,7 +14,7 @@
 
 import { parseArgs } from "node:util";
 import { ConfigError, loadConfigFile } from "./resolver/config.ts";
-import type { Config, ListenerConfig } from "./resolver/config_types.ts";
+import type { Config, ListenerConfig, PvdConfig } from "./resolver/config_types.ts";
 import { buildHostDefault } from "./resolver/host_default.ts";
 import { explainRoute } from "./policy/explain.ts";
 import { checkRoutes } from "./policy/route_check.ts";
@@ -72,23 +72,17 @@ async function serve(configPath: string | undefined): Promise<number> {
     config = Object.freeze({ ...config, listen: Object.freeze(listen) });
     stub = await createStub(config);
   }
-  for (const pvd of config.pvds) {
-    console.log(
-      `pvdns: PvD ${pvd.id}${pvd.default ? " (default)" : ""}: servers ${
-        pvd.servers.map((s) => s.text).join(", ")
-      } from ${pvd.sourceAddresses.join(", ")}${
-        pvd.dnsZones.length ? `; zones ${pvd.dnsZones.join(", ")}` : ""
-      }`,
-    );
-  }
+  for (const pvd of config.pvds) console.log(describePvd(pvd));
   for (const text of stub.listening) console.log(`pvdns: listening on ${text} (udp, tcp)`);
   console.log("pvdns: ready");
+  const reloader = configPath ? watchConfig(configPath, stub) : undefined;
   const stopped = new Promise<void>((resolve) => {
     const stop = () => resolve();
     Deno.addSignalListener("SIGTERM", stop);
     Deno.addSignalListener("SIGINT", stop);
   });
   await stopped;
+  reloader?.close();
   await stub.close();
   return 0;
 }
@@ -149,6 +143,72 @@ async function doctor(configPath: string | undefined): Promise<number> {
   }
   console.log(bad ? `${bad} server(s) not reached through their PvD's interface` : "all routes ok");
   return bad ? 1 : 0;
+}
+
+function describePvd(pvd: PvdConfig): string {
+  return `pvdns: PvD ${pvd.id}${pvd.default ? " (default)" : ""}: servers ${
+    pvd.servers.map((s) => s.text).join(", ")
+  } from ${pvd.sourceAddresses.join(", ")}${
+    pvd.dnsZones.length ? `; zones ${pvd.dnsZones.join(", ")}` : ""
+  }`;
+}
+
+/**
+ * Reloads the config file on SIGHUP and when the file changes. A file that does not validate is
+ * refused with its errors and the running config keeps serving.
+ */
+function watchConfig(path: string, stub: Stub): { close(): void } {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let running = Promise.resolve();
+  const reload = (why: string) => {
+    running = running.then(async () => {
+      try {
+        const next = await loadConfigFile(path);
+        const r = await stub.reload(next);
+        const list = (label: string, ids: readonly string[]) =>
+          ids.length ? ` ${label} ${ids.join(", ")};` : "";
+        console.log(
+          `pvdns: reloaded ${path} (${why}):${list("added", r.added)}${list("changed", r.changed)}${
+            list("removed", r.removed)
+          }${list("listening on", r.listenersAdded)}${list("stopped", r.listenersRemoved)}`
+            .replace(/;$/, "").replace(/:$/, ": nothing changed"),
+        );
+        for (const id of [...r.added, ...r.changed]) {
+          const pvd = next.pvds.find((p) => p.id === id);
+          if (pvd) console.log(describePvd(pvd));
+        }
+      } catch (e) {
+        const errors = e instanceof ConfigError ? e.errors : [(e as Error).message];
+        console.error(
+          `pvdns: reload of ${path} refused (${why}); still serving the previous config:`,
+        );
+        for (const line of errors) console.error(`  ${line}`);
+      }
+    });
+  };
+  const onHup = () => reload("SIGHUP");
+  Deno.addSignalListener("SIGHUP", onHup);
+  // Watch the folder, not the file: editors often replace the file, which ends a file watch.
+  const absolute = path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
+  const folder = absolute.slice(0, absolute.lastIndexOf("/")) || "/";
+  const watcher = Deno.watchFs(folder, { recursive: false });
+  (async () => {
+    try {
+      for await (const event of watcher) {
+        if (event.kind === "access" || !event.paths.includes(absolute)) continue;
+        // Editors write in several steps: wait for the file to settle.
+        clearTimeout(timer);
+        timer = setTimeout(() => reload("file changed"), 200);
+      }
+    } catch { /* watcher closed */ }
+  })();
+  return {
+    close() {
+      clearTimeout(timer);
+      Deno.removeSignalListener("SIGHUP", onHup);
+      watcher.close();
+    },
+  };
 }
 
 function isBindError(e: unknown): boolean {

@@ -36,6 +36,7 @@ export function startUdpListener(
   listener: ListenerConfig,
   handle: QueryHandler,
   log: (line: string) => void,
+  options: { listener: ListenerConfig } = { listener },
 ): DnsListener {
   const conn = Deno.listenDatagram({
     hostname: listener.address,
@@ -43,7 +44,6 @@ export function startUdpListener(
     transport: "udp",
   });
   const port = (conn.addr as Deno.NetAddr).port;
-  const options = { listener };
   let closed = false;
   const loop = (async () => {
     while (!closed) {
@@ -82,6 +82,7 @@ export function startTcpListener(
   handle: QueryHandler,
   limits: LimitsConfig,
   log: (line: string) => void,
+  options: { listener: ListenerConfig } = { listener },
 ): DnsListener {
   const server = Deno.listen({ hostname: listener.address, port: listener.port });
   const port = (server.addr as Deno.NetAddr).port;
@@ -105,7 +106,7 @@ export function startTcpListener(
         continue;
       }
       open.add(conn);
-      const p = serveConnection(conn, listener, handle, limits.tcpIdleMs).finally(() => {
+      const p = serveConnection(conn, options, handle, limits.tcpIdleMs).finally(() => {
         open.delete(conn);
         running.delete(p);
       });
@@ -131,13 +132,12 @@ export function startTcpListener(
 
 async function serveConnection(
   conn: Deno.TcpConn,
-  listener: ListenerConfig,
+  options: { listener: ListenerConfig },
   handle: QueryHandler,
   idleMs: number,
 ): Promise<void> {
   const remote = conn.remoteAddr as Deno.NetAddr;
   const client: ClientInfo = { address: remote.hostname, port: remote.port, transport: "tcp" };
-  const options = { listener };
   let pending = 0;
   let closed = false;
   let writing: Promise<unknown> = Promise.resolve();

@@ -67,11 +67,17 @@ export function compose(stages: readonly Stage[]): (ctx: QueryContext) => Promis
   };
 }
 
-/** What the pipeline works with; all of it per PvD. */
-export interface PipelineDeps {
+/** The live per-PvD state; replaced as a whole (each field) when PvDs change. */
+export interface PipelineState {
   readonly router: Router;
   readonly caches: ReadonlyMap<string, PvdCache>;
   readonly upstreams: ReadonlyMap<string, PvdUpstreams>;
+}
+
+/** What the pipeline works with; all of it per PvD. */
+export interface PipelineDeps {
+  /** Read on every query, so that a reload takes effect at once. */
+  readonly state: PipelineState;
   /** How long a SERVFAIL made here (every server failed) is remembered, seconds. */
   readonly servfailTtl: number;
   /** Clock in ms. */
@@ -84,13 +90,15 @@ export interface PipelineDeps {
 
 /** Builds the pipeline. The order of the stages is the design: read it top to bottom. */
 export function buildPipeline(deps: PipelineDeps): (ctx: QueryContext) => Promise<Answer> {
-  const inflight = new Map<string, Map<string, Promise<StoredResponse>>>();
+  // Keyed by the PvD's cache object: a PvD that changes gets a new cache, and with it a fresh
+  // set of in-flight queries, so nothing learned before a change is handed out after it.
+  const inflight = new WeakMap<PvdCache, Map<string, Promise<StoredResponse>>>();
   // The part that runs inside one PvD; a rule's fallback runs it again for another PvD.
   const inPvd = compose([
     // The cache sits below the router and is per PvD: a hit can only come from the routed PvD.
     function cache(ctx, next) {
       const pvd = (ctx.route as PvdRoute).pvd;
-      const hit = deps.caches.get(pvd)?.get(keyOf(ctx.query), ctx.now);
+      const hit = deps.state.caches.get(pvd)?.get(keyOf(ctx.query), ctx.now);
       if (hit) return Promise.resolve({ response: hit, source: "cache", pvd });
       return next();
     },
@@ -98,11 +106,19 @@ export function buildPipeline(deps: PipelineDeps): (ctx: QueryContext) => Promis
     function upstream(ctx) {
       const pvd = (ctx.route as PvdRoute).pvd;
       const key = keyOf(ctx.query);
-      let perPvd = inflight.get(pvd);
-      if (!perPvd) inflight.set(pvd, perPvd = new Map());
+      const cache = deps.state.caches.get(pvd);
+      const upstreams = deps.state.upstreams.get(pvd);
+      if (!cache || !upstreams) {
+        const failed = localResponse(ctx.query, Rcode.SERVFAIL, ctx.now);
+        return Promise.resolve({ response: { ...failed, kind: "servfail" }, source: "local", pvd });
+      }
+      let perPvd = inflight.get(cache);
+      if (!perPvd) inflight.set(cache, perPvd = new Map());
       let pending = perPvd.get(key);
       if (!pending) {
-        pending = fetchAndStore(deps, pvd, key, ctx.query).finally(() => perPvd.delete(key));
+        const done = perPvd;
+        pending = fetchAndStore(deps, pvd, cache, upstreams, key, ctx.query)
+          .finally(() => done.delete(key));
         perPvd.set(key, pending);
       }
       return pending.then((response) => ({ response, source: "upstream" as const, pvd }));
@@ -111,7 +127,7 @@ export function buildPipeline(deps: PipelineDeps): (ctx: QueryContext) => Promis
   return compose([
     // Decide first: special-use names and rule actions are answered here and never leave.
     function route(ctx, next) {
-      const r = deps.router.route({
+      const r = deps.state.router.route({
         qname: ctx.query.qname,
         qtype: ctx.query.qtype,
         client: ctx.client.address,
@@ -153,14 +169,13 @@ function keyOf(q: Query): string {
 async function fetchAndStore(
   deps: PipelineDeps,
   pvd: string,
+  cache: PvdCache,
+  upstreams: PvdUpstreams,
   key: string,
   query: Query,
 ): Promise<StoredResponse> {
-  const upstreams = deps.upstreams.get(pvd);
-  const cache = deps.caches.get(pvd);
   let response: StoredResponse;
   try {
-    if (!upstreams) throw new UpstreamFailure(pvd, []);
     response = await upstreams.query({
       qname: query.qname,
       qtype: query.qtype,
@@ -174,6 +189,6 @@ async function fetchAndStore(
     const failed = localResponse(query, Rcode.SERVFAIL, deps.now());
     response = { ...failed, ttl: deps.servfailTtl, kind: "servfail" };
   }
-  cache?.set(key, response);
+  cache.set(key, response);
   return response;
 }

@@ -1,20 +1,18 @@
 /**
- * The running service: the per-PvD state (caches, upstreams), the leak guard, the pipeline, and
- * the DNS listeners. {@linkcode createStub} starts it from a validated config.
+ * The running service: the live set of PvDs (caches, upstreams, router), the leak guard, the
+ * pipeline, and the DNS listeners. {@linkcode createStub} starts it from a validated config;
+ * {@linkcode Stub.reload} moves it to another one without dropping queries.
  *
  * @module
  */
 
 import { LeakGuard } from "../policy/leak_guard.ts";
-import { checkRoutes } from "../policy/route_check.ts";
-import { Router } from "../policy/router.ts";
 import type { IpRunner } from "../pvd/ip_command.ts";
-import { PvdCache } from "./cache.ts";
-import type { Config, ListenerConfig } from "./config_types.ts";
+import type { Config, ListenerConfig, PvdConfig } from "./config_types.ts";
 import { type DnsListener, startTcpListener, startUdpListener } from "./listeners.ts";
 import { type Answer, buildPipeline, type ClientInfo } from "./pipeline.ts";
+import { type PvdChanges, PvdSet } from "./pvd_set.ts";
 import { renderResponse } from "./response.ts";
-import { PvdUpstreams } from "./upstream.ts";
 import { parseQuery, type Query } from "./wire.ts";
 
 /** Options of {@linkcode createStub}. */
@@ -29,10 +27,18 @@ export interface StubOptions {
   readonly routeCheckMs?: number;
 }
 
+/** What a reload did. */
+export interface ReloadResult extends PvdChanges {
+  readonly listenersAdded: readonly string[];
+  readonly listenersRemoved: readonly string[];
+}
+
 /** A running pvdns. */
 export interface Stub {
-  /** The configuration it runs with. */
+  /** The configuration in force. */
   readonly config: Config;
+  /** The PvDs in force. */
+  readonly pvds: readonly PvdConfig[];
   /** Bound DNS listeners (`ADDR:PORT` with the real port). */
   readonly listening: readonly string[];
   /** The leak guard (its counters). */
@@ -43,6 +49,11 @@ export interface Stub {
   handle(raw: Uint8Array, client: ClientInfo, options?: HandleOptions): Promise<Uint8Array | null>;
   /** Runs one parsed query through the pipeline. */
   resolve(query: Query, client: ClientInfo, explicitPvd?: string): Promise<Answer>;
+  /**
+   * Moves to `config`: only PvDs that changed or vanished lose their cache; listeners are opened
+   * and closed as needed. When a new listener cannot be bound, nothing changes and it throws.
+   */
+  reload(config: Config): Promise<ReloadResult>;
   /** Stops listeners and closes upstream sockets. */
   close(): Promise<void>;
 }
@@ -51,6 +62,13 @@ export interface Stub {
 export interface HandleOptions {
   readonly listener?: ListenerConfig | undefined;
   readonly explicitPvd?: string | undefined;
+}
+
+/** A listener's sockets and the config it serves with (updated in place on reload). */
+interface OpenListener {
+  readonly udp: DnsListener;
+  readonly tcp: DnsListener;
+  readonly options: { listener: ListenerConfig };
 }
 
 /**
@@ -64,28 +82,28 @@ export interface HandleOptions {
  * await stub.close();
  * ```
  */
-export async function createStub(config: Config, options: StubOptions = {}): Promise<Stub> {
+export async function createStub(initial: Config, options: StubOptions = {}): Promise<Stub> {
   const now = options.now ?? Date.now;
   const log = options.log ?? ((line: string) => console.error(line));
-  const guard = new LeakGuard(config.pvds, {
+  let config = initial;
+  const guard = new LeakGuard([], {
     onBlocked: (pvd, dst, src, why) =>
       log(`pvdns: leak guard refused a send for PvD ${pvd} to ${dst} from ${src}: ${why}`),
   });
   const fallbacks = new Map<string, number>();
-  const caches = new Map(
-    config.pvds.map((p) => [p.id, new PvdCache({ maxEntries: config.cache.maxEntries })]),
-  );
-  const upstreams = new Map(
-    config.pvds.map((p) => [
-      p.id,
-      new PvdUpstreams(p, { upstream: config.upstream, cache: config.cache, guard, now }),
-    ]),
-  );
+  const pvds = new PvdSet({
+    guard,
+    now,
+    log,
+    runIp: options.runIp,
+    routeCheckMs: options.routeCheckMs,
+  });
+  await pvds.apply(config);
   const pipeline = buildPipeline({
-    router: new Router({ pvds: config.pvds, rules: config.rules }),
-    caches,
-    upstreams,
-    servfailTtl: config.cache.servfailTtl,
+    state: pvds.state,
+    get servfailTtl() {
+      return config.cache.servfailTtl;
+    },
     now,
     onUpstreamFailure: (_pvd, e) => log(`pvdns: ${e.message}`),
     onFallback: (from, to) => {
@@ -93,31 +111,6 @@ export async function createStub(config: Config, options: StubOptions = {}): Pro
       fallbacks.set(key, (fallbacks.get(key) ?? 0) + 1);
     },
   });
-
-  // strictRoutes: check each such PvD's routes now and every routeCheckMs; fail closed on a miss.
-  const strict = config.pvds.filter((p) => p.strictRoutes);
-  const lastVerdict = new Map<string, string>();
-  const recheck = async () => {
-    for (const p of strict) {
-      for (const r of await checkRoutes(p, options.runIp)) {
-        upstreams.get(p.id)?.setBlocked(r.server, r.ok ? undefined : r.detail);
-        const verdict = r.ok ? "ok" : r.detail;
-        if (lastVerdict.get(`${p.id} ${r.server}`) !== verdict) {
-          lastVerdict.set(`${p.id} ${r.server}`, verdict);
-          if (!r.ok) log(`pvdns: PvD ${p.id}: strictRoutes: not using ${r.detail}`);
-          else if (lastVerdict.size > 0) log(`pvdns: PvD ${p.id}: route ok: ${r.detail}`);
-        }
-      }
-    }
-  };
-  let routeTimer: ReturnType<typeof setInterval> | undefined;
-  if (strict.length) {
-    await recheck();
-    routeTimer = setInterval(
-      () => recheck().catch((e) => log(`pvdns: route check: ${e}`)),
-      options.routeCheckMs ?? 10_000,
-    );
-  }
 
   let inFlight = 0;
   const resolve = (
@@ -150,31 +143,74 @@ export async function createStub(config: Config, options: StubOptions = {}): Pro
     }
   };
 
-  const listeners: DnsListener[] = [];
-  try {
-    for (const l of config.listen) {
-      const udp = startUdpListener(l, handle, log);
-      listeners.push(udp);
+  const open = new Map<string, OpenListener>(); // keyed by the configured text
+  const openListener = (l: ListenerConfig): OpenListener => {
+    const options = { listener: l };
+    const udp = startUdpListener(l, handle, log, options);
+    try {
       // Port 0 asks the kernel; TCP then takes the port UDP got, so one address serves both.
-      const tcp = startTcpListener({ ...l, port: udp.port }, handle, config.limits, log);
-      listeners.push(tcp);
+      const tcp = startTcpListener({ ...l, port: udp.port }, handle, config.limits, log, options);
+      return { udp, tcp, options };
+    } catch (e) {
+      udp.close();
+      throw e;
     }
+  };
+  const closeListener = async (o: OpenListener) => {
+    await o.udp.close();
+    await o.tcp.close();
+  };
+  try {
+    for (const l of config.listen) open.set(l.text, openListener(l));
   } catch (e) {
-    for (const l of listeners) await l.close();
+    for (const o of open.values()) await closeListener(o);
+    await pvds.close();
     throw e;
   }
 
   return {
-    config,
+    get config() {
+      return config;
+    },
+    get pvds() {
+      return pvds.pvds;
+    },
     guard,
     fallbacks,
-    listening: listeners.filter((_, i) => i % 2 === 0).map((l) => l.text),
+    get listening() {
+      return [...open.values()].map((o) => o.udp.text);
+    },
     handle,
     resolve: (q, c, p) => resolve(q, c, p),
+    async reload(next: Config): Promise<ReloadResult> {
+      // Bind new listeners first: if one fails, nothing has changed yet.
+      const fresh = new Map<string, OpenListener>();
+      try {
+        for (const l of next.listen) if (!open.has(l.text)) fresh.set(l.text, openListener(l));
+      } catch (e) {
+        for (const o of fresh.values()) await closeListener(o);
+        throw e;
+      }
+      const changes = await pvds.apply(next);
+      config = next;
+      const listenersRemoved: string[] = [];
+      const wanted = new Map(next.listen.map((l) => [l.text, l]));
+      for (const [text, o] of open) {
+        const l = wanted.get(text);
+        if (l) o.options.listener = l; // a new PvD binding applies from the next query
+        else {
+          open.delete(text);
+          listenersRemoved.push(text);
+          await closeListener(o);
+        }
+      }
+      for (const [text, o] of fresh) open.set(text, o);
+      return { ...changes, listenersAdded: [...fresh.keys()], listenersRemoved };
+    },
     async close() {
-      clearInterval(routeTimer);
-      for (const l of listeners) await l.close();
-      for (const u of upstreams.values()) await u.close();
+      for (const o of open.values()) await closeListener(o);
+      open.clear();
+      await pvds.close();
     },
   };
 }

@@ -21,7 +21,7 @@
 import assert from "node:assert/strict";
 import { dig, type DigOptions, type DigResult, txtStrings } from "../_support/dig.ts";
 import { type Dnsmasq, startDnsmasq } from "../_support/dnsmasq.ts";
-import { execOk, sleep } from "../_support/exec.ts";
+import { exec, execOk, sleep } from "../_support/exec.ts";
 import {
   createNetns,
   createVethPair,
@@ -88,6 +88,13 @@ async function startCapture(netns: string, ifname: string) {
   let packets: Packet[] | undefined;
   return {
     stop,
+    /** Waits (bounded) until the capture so far holds a packet naming `name`. */
+    async waitFor(name: string, timeoutMs = 5000): Promise<void> {
+      for (const end = Date.now() + timeoutMs; Date.now() < end; await sleep(100)) {
+        const r = await exec(["tcpdump", "-r", file, "-n"]);
+        if (r.stdout.includes(name)) return;
+      }
+    },
     /** Stop (if running) and parse the capture; the pcap file is removed. */
     async packets(): Promise<Packet[]> {
       if (packets) return packets;
@@ -345,7 +352,9 @@ Deno.test("no leak on the wire: two PvDs on two links, captured per link", async
         const r = await dq(d.via, "silent-" + d.name, "A", { source: d.source });
         assert.equal(r.status, "SERVFAIL", r.raw);
       }
-      await sleep(500);
+      // A loaded machine may write the capture late: wait for the last query to show up.
+      await vpnCap.waitFor("silent-" + DEAD[DEAD.length - 1]!.name);
+      await sleep(300);
       deadTo = Date.now() / 1000;
     });
 
