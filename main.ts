@@ -18,6 +18,7 @@ import type { Config, ListenerConfig, PvdConfig } from "./resolver/config_types.
 import { buildHostDefault } from "./resolver/host_default.ts";
 import { explainRoute } from "./policy/explain.ts";
 import { checkRoutes } from "./policy/route_check.ts";
+import { watchHost } from "./pvd/host_watch.ts";
 import { createStub, type Stub } from "./resolver/stub.ts";
 
 /** The version printed by `pvdns --version`. */
@@ -76,6 +77,21 @@ async function serve(configPath: string | undefined): Promise<number> {
   for (const text of stub.listening) console.log(`pvdns: listening on ${text} (udp, tcp)`);
   console.log("pvdns: ready");
   const reloader = configPath ? watchConfig(configPath, stub) : undefined;
+  stub.onPvdChange((events) => {
+    for (const e of events) {
+      console.log(`pvdns: PvD ${e.pvd.id} ${e.type} (${e.pvd.origin})`);
+      if (e.type !== "removed") console.log(describePvd(e.pvd));
+    }
+  });
+  const hostWatch = config.discovery.host
+    ? watchHost({
+      publish: (pvds) => {
+        stub.setDiscovered("host", pvds).catch((e) => console.error(`pvdns: host PvDs: ${e}`));
+      },
+      listenAddresses: stub.listening,
+      log: (line) => console.error(line),
+    })
+    : undefined;
   const stopped = new Promise<void>((resolve) => {
     const stop = () => resolve();
     Deno.addSignalListener("SIGTERM", stop);
@@ -83,6 +99,7 @@ async function serve(configPath: string | undefined): Promise<number> {
   });
   await stopped;
   reloader?.close();
+  hostWatch?.close();
   await stub.close();
   return 0;
 }

@@ -8,6 +8,7 @@
 
 import { LeakGuard } from "../policy/leak_guard.ts";
 import type { IpRunner } from "../pvd/ip_command.ts";
+import { type PvdEvent, PvdRegistry } from "../pvd/registry.ts";
 import type { Config, ListenerConfig, PvdConfig } from "./config_types.ts";
 import { type DnsListener, startTcpListener, startUdpListener } from "./listeners.ts";
 import { type Answer, buildPipeline, type ClientInfo } from "./pipeline.ts";
@@ -54,6 +55,10 @@ export interface Stub {
    * and closed as needed. When a new listener cannot be bound, nothing changes and it throws.
    */
   reload(config: Config): Promise<ReloadResult>;
+  /** Replaces the PvDs of one discovery origin (host, RA); only those that changed are touched. */
+  setDiscovered(origin: "host" | "ra", pvds: readonly PvdConfig[]): Promise<PvdChanges>;
+  /** Calls `listener` after every change of the PvD set; returns a function that unsubscribes. */
+  onPvdChange(listener: (events: readonly PvdEvent[]) => void): () => void;
   /** Stops listeners and closes upstream sockets. */
   close(): Promise<void>;
 }
@@ -98,7 +103,28 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
     runIp: options.runIp,
     routeCheckMs: options.routeCheckMs,
   });
-  await pvds.apply(config);
+  const registry = new PvdRegistry(config);
+  const listeners = new Set<(events: readonly PvdEvent[]) => void>();
+  // Reloads and discovery updates are applied one at a time, in order.
+  let applying: Promise<unknown> = Promise.resolve();
+  const apply = (change: () => void): Promise<PvdChanges> => {
+    const run = applying.then(async () => {
+      const before = new Map(pvds.pvds.map((p) => [p.id, p]));
+      change();
+      const result = await pvds.apply(registry.effective());
+      const after = new Map(pvds.pvds.map((p) => [p.id, p]));
+      const events: PvdEvent[] = [
+        ...result.added.map((id) => ({ type: "added" as const, pvd: after.get(id)! })),
+        ...result.changed.map((id) => ({ type: "changed" as const, pvd: after.get(id)! })),
+        ...result.removed.map((id) => ({ type: "removed" as const, pvd: before.get(id)! })),
+      ];
+      if (events.length) { for (const l of listeners) l(events); }
+      return result;
+    });
+    applying = run.catch(() => {});
+    return run;
+  };
+  await pvds.apply(registry.effective());
   const pipeline = buildPipeline({
     state: pvds.state,
     get servfailTtl() {
@@ -191,7 +217,7 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
         for (const o of fresh.values()) await closeListener(o);
         throw e;
       }
-      const changes = await pvds.apply(next);
+      const changes = await apply(() => registry.setConfig(next));
       config = next;
       const listenersRemoved: string[] = [];
       const wanted = new Map(next.listen.map((l) => [l.text, l]));
@@ -207,7 +233,15 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
       for (const [text, o] of fresh) open.set(text, o);
       return { ...changes, listenersAdded: [...fresh.keys()], listenersRemoved };
     },
+    setDiscovered(origin, discovered) {
+      return apply(() => registry.setDiscovered(origin, discovered));
+    },
+    onPvdChange(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
     async close() {
+      await applying;
       for (const o of open.values()) await closeListener(o);
       open.clear();
       await pvds.close();

@@ -88,3 +88,42 @@ Deno.test("pvdns serve without --config builds its PvDs from the host's resolv.c
     await ns.delete();
   }
 });
+
+Deno.test("host discovery while running: a resolv.conf change moves the host PvD to the new server", async () => {
+  const ns = await createNetns({ prefix: "hw" });
+  const [first, second] = ["127.78.0.1", "127.78.0.2"];
+  const one = await startDnsmasq({
+    address: first,
+    netns: ns.name,
+    zones: ["host.test"],
+    records: [{ name: "www.host.test", type: "A", value: "198.51.100.1" }],
+  });
+  const two = await startDnsmasq({
+    address: second,
+    netns: ns.name,
+    zones: ["host.test"],
+    records: [{ name: "www.host.test", type: "A", value: "198.51.100.2" }],
+  });
+  try {
+    await writeNetnsResolvConf(ns.name, `nameserver ${first}\n`);
+    const pvdns = await startPvdns({ netns: ns.name });
+    try {
+      const ask = async () =>
+        (await dig({ server: "127.0.0.53", name: "www.host.test", netns: ns.name })).answers.map((
+          a,
+        ) => a.data);
+      assert.deepEqual(await ask(), ["198.51.100.1"]);
+      // Written in place: `ip netns exec` bind-mounts this very file over /etc/resolv.conf.
+      await writeNetnsResolvConf(ns.name, `nameserver ${second}\n`);
+      await pvdns.waitForLine(/PvD implicit:lo changed \(host\)/, 20_000);
+      assert.deepEqual(await ask(), ["198.51.100.2"], "the changed PvD's cache was flushed");
+      assert.equal((await one.queryLog()).length, 1, "the old server was not asked again");
+    } finally {
+      await pvdns.stop();
+    }
+  } finally {
+    await one.stop();
+    await two.stop();
+    await ns.delete();
+  }
+});
