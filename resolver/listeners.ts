@@ -11,12 +11,12 @@ import type { LimitsConfig, ListenerConfig } from "./config_types.ts";
 import type { ClientInfo } from "./pipeline.ts";
 import type { HandleOptions } from "./stub.ts";
 
-/** Answers one raw query; null = send nothing. */
+/** Answers one raw query, at once when it can; null = send nothing. */
 export type QueryHandler = (
   raw: Uint8Array,
   client: ClientInfo,
   options?: HandleOptions,
-) => Promise<Uint8Array | null>;
+) => Uint8Array | null | Promise<Uint8Array | null>;
 
 /** A bound listener. */
 export interface DnsListener {
@@ -26,6 +26,9 @@ export interface DnsListener {
   /** Stops accepting and closes open connections. */
   close(): Promise<void>;
 }
+
+/** The client went away, or we are closing: nothing to do. */
+function ignore(): void {}
 
 function hostPort(address: string, port: number): string {
   return address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`;
@@ -58,11 +61,18 @@ export function startUdpListener(
         continue;
       }
       const from = addr as Deno.NetAddr;
-      handle(data, { address: from.hostname, port: from.port, transport: "udp" }, options)
-        .then((reply) => {
-          if (reply && !closed) return conn.send(reply, addr).then(() => {});
-        })
-        .catch(() => {/* the client went away; nothing to do */});
+      const reply = handle(
+        data,
+        { address: from.hostname, port: from.port, transport: "udp" },
+        options,
+      );
+      if (reply instanceof Promise) {
+        reply.then((r) => {
+          if (r && !closed) conn.send(r, addr).catch(ignore);
+        }, ignore);
+      } else if (reply) {
+        conn.send(reply, addr).catch(ignore); // a cache hit goes out without waiting for anything
+      }
     }
   })();
   return {
@@ -183,7 +193,7 @@ async function serveConnection(
         const msg = buf.slice(2, 2 + len);
         buf = buf.subarray(2 + len);
         pending++;
-        handle(msg, client, options)
+        Promise.resolve(handle(msg, client, options))
           .then((reply) => {
             if (reply && !closed) write(reply);
             else if (!reply) close(); // unreadable query: RFC 7766 §8 lets us close

@@ -45,22 +45,28 @@ export interface Answer {
   readonly pvd?: string | undefined;
 }
 
+/**
+ * A value now, or later. Stages answer synchronously when they can (a cache hit, a local
+ * answer), so that the hot path allocates no promise; only an upstream query is asynchronous.
+ */
+export type MaybePromise<T> = T | Promise<T>;
+
 /** One step of the pipeline. */
-export type Stage = (ctx: QueryContext, next: () => Promise<Answer>) => Promise<Answer>;
+export type Stage = (ctx: QueryContext, next: () => MaybePromise<Answer>) => MaybePromise<Answer>;
 
 /**
  * Chains stages so that each one's `next` runs the following stage.
  *
  * @throws {Error} when a stage calls `next` twice, or the last stage calls it at all
  */
-export function compose(stages: readonly Stage[]): (ctx: QueryContext) => Promise<Answer> {
+export function compose(stages: readonly Stage[]): (ctx: QueryContext) => MaybePromise<Answer> {
   return (ctx) => {
     let last = -1;
-    const dispatch = (i: number): Promise<Answer> => {
-      if (i <= last) return Promise.reject(new Error("next() called multiple times"));
+    const dispatch = (i: number): MaybePromise<Answer> => {
+      if (i <= last) throw new Error("next() called multiple times");
       last = i;
       const stage = stages[i];
-      if (!stage) return Promise.reject(new Error("the last stage called next()"));
+      if (!stage) throw new Error("the last stage called next()");
       return stage(ctx, () => dispatch(i + 1));
     };
     return dispatch(0);
@@ -89,7 +95,7 @@ export interface PipelineDeps {
 }
 
 /** Builds the pipeline. The order of the stages is the design: read it top to bottom. */
-export function buildPipeline(deps: PipelineDeps): (ctx: QueryContext) => Promise<Answer> {
+export function buildPipeline(deps: PipelineDeps): (ctx: QueryContext) => MaybePromise<Answer> {
   // Keyed by the PvD's cache object: a PvD that changes gets a new cache, and with it a fresh
   // set of in-flight queries, so nothing learned before a change is handed out after it.
   const inflight = new WeakMap<PvdCache, Map<string, Promise<StoredResponse>>>();
@@ -99,7 +105,7 @@ export function buildPipeline(deps: PipelineDeps): (ctx: QueryContext) => Promis
     function cache(ctx, next) {
       const pvd = (ctx.route as PvdRoute).pvd;
       const hit = deps.state.caches.get(pvd)?.get(keyOf(ctx.query), ctx.now);
-      if (hit) return Promise.resolve({ response: hit, source: "cache", pvd });
+      if (hit) return { response: hit, source: "cache", pvd };
       return next();
     },
     // Identical misses in one PvD share one upstream query; the answer is cached in that PvD.
@@ -110,7 +116,7 @@ export function buildPipeline(deps: PipelineDeps): (ctx: QueryContext) => Promis
       const upstreams = deps.state.upstreams.get(pvd);
       if (!cache || !upstreams) {
         const failed = localResponse(ctx.query, Rcode.SERVFAIL, ctx.now);
-        return Promise.resolve({ response: { ...failed, kind: "servfail" }, source: "local", pvd });
+        return { response: { ...failed, kind: "servfail" }, source: "local", pvd };
       }
       let perPvd = inflight.get(cache);
       if (!perPvd) inflight.set(cache, perPvd = new Map());

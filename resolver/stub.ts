@@ -10,7 +10,12 @@ import { LeakGuard } from "../policy/leak_guard.ts";
 import type { IpRunner } from "../pvd/ip_command.ts";
 import { type PvdEvent, PvdRegistry } from "../pvd/registry.ts";
 import type { Config, ListenerConfig, PvdConfig } from "./config_types.ts";
-import { type DnsListener, startTcpListener, startUdpListener } from "./listeners.ts";
+import {
+  type DnsListener,
+  type QueryHandler,
+  startTcpListener,
+  startUdpListener,
+} from "./listeners.ts";
 import { type Answer, buildPipeline, type ClientInfo } from "./pipeline.ts";
 import { type PvdChanges, PvdSet } from "./pvd_set.ts";
 import { renderResponse } from "./response.ts";
@@ -145,37 +150,43 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
     explicitPvd?: string,
     listener?: ListenerConfig,
   ) => pipeline({ query, client, listener, explicitPvd, now: now() });
+  const render = (answer: Answer, q: Query, transport: ClientInfo["transport"]) => {
+    const maxSize = transport === "udp" ? (q.edns ? q.edns.udpSize : 512) : 65535;
+    return renderResponse(answer.response, q, now(), maxSize);
+  };
+  const failed = (q: Query) => (e: unknown) => {
+    log(`pvdns: internal error for ${q.qname}: ${(e as Error).stack ?? e}`);
+    return null;
+  };
 
-  const handle = async (
-    raw: Uint8Array,
-    client: ClientInfo,
-    opts: HandleOptions = {},
-  ): Promise<Uint8Array | null> => {
+  /** Answers now when it can (a cache hit, a local answer); a promise only for upstream work. */
+  const serve: QueryHandler = (raw, client, opts = {}) => {
     const parsed = parseQuery(raw);
     if (parsed.kind === "drop") return null;
     if (parsed.kind === "error") return parsed.reply;
     if (inFlight >= config.limits.maxInFlight) return null; // bounded: shed load, clients retry
-    inFlight++;
+    const q = parsed.query;
+    let answer: Answer | Promise<Answer>;
     try {
-      const q = parsed.query;
-      const answer = await resolve(q, client, opts.explicitPvd, opts.listener);
-      const maxSize = client.transport === "udp" ? (q.edns ? q.edns.udpSize : 512) : 65535;
-      return renderResponse(answer.response, q, now(), maxSize);
+      answer = resolve(q, client, opts.explicitPvd, opts.listener);
     } catch (e) {
-      log(`pvdns: internal error for ${parsed.query.qname}: ${(e as Error).stack ?? e}`);
-      return null;
-    } finally {
-      inFlight--;
+      return failed(q)(e);
     }
+    if (!(answer instanceof Promise)) return render(answer, q, client.transport);
+    inFlight++;
+    return answer.then((a) => render(a, q, client.transport), failed(q))
+      .finally(() => inFlight--);
   };
+  const handle = (raw: Uint8Array, client: ClientInfo, opts: HandleOptions = {}) =>
+    Promise.resolve(serve(raw, client, opts));
 
   const open = new Map<string, OpenListener>(); // keyed by the configured text
   const openListener = (l: ListenerConfig): OpenListener => {
     const options = { listener: l };
-    const udp = startUdpListener(l, handle, log, options);
+    const udp = startUdpListener(l, serve, log, options);
     try {
       // Port 0 asks the kernel; TCP then takes the port UDP got, so one address serves both.
-      const tcp = startTcpListener({ ...l, port: udp.port }, handle, config.limits, log, options);
+      const tcp = startTcpListener({ ...l, port: udp.port }, serve, config.limits, log, options);
       return { udp, tcp, options };
     } catch (e) {
       udp.close();
@@ -207,7 +218,7 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
       return [...open.values()].map((o) => o.udp.text);
     },
     handle,
-    resolve: (q, c, p) => resolve(q, c, p),
+    resolve: (q, c, p) => Promise.resolve(resolve(q, c, p)),
     async reload(next: Config): Promise<ReloadResult> {
       // Bind new listeners first: if one fails, nothing has changed yet.
       const fresh = new Map<string, OpenListener>();
