@@ -1,6 +1,6 @@
 /**
- * The one interface every upstream wire implements, and the closed set of reasons a query over
- * it can fail for (used in logs and metric labels).
+ * The one interface every upstream wire implements, the options every wire is created with, and
+ * the closed set of reasons a query over it can fail for (used in logs and metric labels).
  *
  * @module
  */
@@ -11,7 +11,9 @@ import type { ServerConfig } from "../resolver/config_types.ts";
 export type FailureReason =
   | "timeout"
   | "refused"
+  /** Handshake or certificate failure (wrong name, expired, unknown CA): never a plaintext retry. */
   | "tls"
+  /** DoH: an HTTP status other than 2xx, or a body that is not `application/dns-message`. */
   | "http"
   | "bad-answer"
   | "closed"
@@ -34,7 +36,7 @@ export class TransportError extends Error {
 
 /** Options of one exchange. */
 export interface ExchangeOptions {
-  /** Aborting gives up the exchange and releases its socket. */
+  /** Aborting gives up the exchange and releases what only it used. */
   readonly signal: AbortSignal;
 }
 
@@ -48,8 +50,29 @@ export interface Transport {
   readonly source: string;
   /** Sends `query` and resolves with the matching answer (same ID and question). */
   exchange(query: Uint8Array, options: ExchangeOptions): Promise<Uint8Array>;
-  /** Releases every socket. */
+  /** Releases every socket; later exchanges fail with reason `closed`. */
   close(): Promise<void>;
+}
+
+/**
+ * The leak guard as a transport sees it (`policy/leak_guard.ts`): called before every send and
+ * every connect, it throws (a `LeakBlockedError`) to refuse, and then nothing is sent.
+ */
+export interface SendGuard {
+  /** Allows the send or throws. */
+  check(pvd: string, address: string, port: number, source: string): void;
+}
+
+/** What every transport is created with. */
+export interface TransportOptions {
+  /** The PvD this transport serves (checked by the guard on every send and connect). */
+  readonly pvd: string;
+  /** The server, as parsed from the config. */
+  readonly server: ServerConfig;
+  /** Local address every socket binds to: one of the PvD's source addresses. */
+  readonly source: string;
+  /** The leak guard. */
+  readonly guard: SendGuard;
 }
 
 /** Turns an abort into a TransportError (timeout or closed). */
@@ -58,4 +81,38 @@ export function abortError(signal: AbortSignal): TransportError {
   return new TransportError(timeout ? "timeout" : "closed", timeout ? "timed out" : "aborted", {
     cause: signal.reason,
   });
+}
+
+/** Node-style error codes of certificate and handshake failures (node:tls, undici). */
+const TLS_CODE = /^(ERR_TLS|ERR_SSL|CERT_|UNABLE_TO_|DEPTH_ZERO|SELF_SIGNED|HOSTNAME_MISMATCH)/;
+
+/**
+ * Maps a socket-level error (node:net, node:tls, undici) onto a {@linkcode FailureReason}:
+ * connection refused → `refused`, a certificate or handshake failure → `tls`, a connect timeout
+ * → `timeout`, anything else → `closed`.
+ */
+export function socketErrorReason(e: unknown): FailureReason {
+  const err = e as { code?: unknown; message?: unknown; cause?: unknown } | undefined;
+  const code = typeof err?.code === "string" ? err.code : "";
+  const message = typeof err?.message === "string" ? err.message : "";
+  if (code === "ECONNREFUSED" || e instanceof Deno.errors.ConnectionRefused) return "refused";
+  if (TLS_CODE.test(code) || /certificate|handshake|\btls\b|\bssl\b/i.test(message)) return "tls";
+  if (code === "ETIMEDOUT" || code === "UND_ERR_CONNECT_TIMEOUT") return "timeout";
+  if (err?.cause !== undefined && err.cause !== e) {
+    const inner = socketErrorReason(err.cause);
+    if (inner !== "closed") return inner;
+  }
+  return "closed";
+}
+
+/** Wraps a socket-level error as a {@linkcode TransportError} with its reason. */
+export function socketError(e: unknown, context: string): TransportError {
+  if (e instanceof TransportError) return e;
+  const message = e instanceof Error ? e.message : String(e);
+  return new TransportError(socketErrorReason(e), `${context}: ${message}`, { cause: e });
+}
+
+/** The server as `ADDR:PORT` / `[V6]:PORT`, for messages. */
+export function hostPort(address: string, port: number): string {
+  return address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`;
 }

@@ -7,20 +7,19 @@
  * @module
  */
 
-import type { LeakGuard } from "../policy/leak_guard.ts";
 import type { ServerConfig } from "../resolver/config_types.ts";
 import { answersQuery } from "../resolver/wire.ts";
-import { abortError, type ExchangeOptions, type Transport, TransportError } from "./transport.ts";
+import {
+  abortError,
+  type ExchangeOptions,
+  type SendGuard,
+  type Transport,
+  TransportError,
+  type TransportOptions,
+} from "./transport.ts";
 
 /** Options of {@linkcode UdpTransport}. */
-export interface UdpTransportOptions {
-  /** The PvD this transport serves (checked by the guard on every send). */
-  readonly pvd: string;
-  readonly server: ServerConfig;
-  /** Local address to bind. */
-  readonly source: string;
-  readonly guard: LeakGuard;
-}
+export type UdpTransportOptions = TransportOptions;
 
 /** Do53 over UDP to one server of one PvD. */
 export class UdpTransport implements Transport {
@@ -31,8 +30,9 @@ export class UdpTransport implements Transport {
   /** The bound local address. */
   readonly source: string;
   #pvd: string;
-  #guard: LeakGuard;
+  #guard: SendGuard;
   #open = new Set<Deno.DatagramConn>();
+  #closed = false;
 
   /** Creates the transport; no socket is opened until an exchange. */
   constructor(options: UdpTransportOptions) {
@@ -47,7 +47,8 @@ export class UdpTransport implements Transport {
   async exchange(query: Uint8Array, { signal }: ExchangeOptions): Promise<Uint8Array> {
     const address = this.server.address!;
     const port = this.server.port;
-    this.#guard.check(this.#pvd, address, port, this.source);
+    if (this.#closed) throw new TransportError("closed", `${this.server.text}: transport closed`);
+    this.#guard.check(this.#pvd, address, port, this.source); // every send
     if (signal.aborted) throw abortError(signal);
     let conn: Deno.DatagramConn;
     try {
@@ -83,6 +84,7 @@ export class UdpTransport implements Transport {
 
   /** Closes any socket still waiting. */
   close(): Promise<void> {
+    this.#closed = true;
     for (const c of this.#open) {
       try {
         c.close();

@@ -1,0 +1,266 @@
+/**
+ * In-process fake upstreams for what real servers will not do on demand: black holes (a socket
+ * that reads and never answers) and a programmable DNS-over-TCP/TLS server that can hold
+ * queries and answer them in another order, close a connection after N answers, and report
+ * every connection it accepted and from which address.
+ *
+ * All of them run on loopback addresses the test got from `loopbackAddress()`; `close()` ends
+ * every socket they hold.
+ *
+ * @module
+ */
+
+import * as packet from "dns-packet";
+import { Buffer } from "node:buffer";
+
+/** A UDP socket that reads datagrams and never answers. */
+export interface UdpBlackHole {
+  readonly address: string;
+  readonly port: number;
+  /** Datagrams received. */
+  readonly seen: number;
+  close(): Promise<void>;
+}
+
+/** Starts a UDP black hole on `address:port`. */
+export function udpBlackHole(address: string, port = 53): UdpBlackHole {
+  const sock = Deno.listenDatagram({ hostname: address, port, transport: "udp" });
+  let seen = 0;
+  const loop = (async () => {
+    try {
+      for (;;) {
+        await sock.receive();
+        seen++;
+      }
+    } catch { /* closed */ }
+  })();
+  return {
+    address,
+    port,
+    get seen() {
+      return seen;
+    },
+    async close() {
+      try {
+        sock.close();
+      } catch { /* closed */ }
+      await loop;
+    },
+  };
+}
+
+/** A TCP listener that accepts connections, reads whatever comes, and never writes. */
+export interface TcpBlackHole {
+  readonly address: string;
+  readonly port: number;
+  /** Connections accepted. */
+  readonly connections: number;
+  /** Remote addresses of the accepted connections. */
+  readonly peers: readonly string[];
+  /** Bytes read, over all connections. */
+  readonly bytes: number;
+  close(): Promise<void>;
+}
+
+/** Starts a TCP black hole on `address:port` (for DoT and DoH it never even completes TLS). */
+export function tcpBlackHole(address: string, port: number): TcpBlackHole {
+  const listener = Deno.listen({ hostname: address, port, transport: "tcp" });
+  const conns = new Set<Deno.Conn>();
+  const peers: string[] = [];
+  let bytes = 0;
+  const readers: Promise<void>[] = [];
+  const loop = (async () => {
+    try {
+      for await (const conn of listener) {
+        conns.add(conn);
+        peers.push((conn.remoteAddr as Deno.NetAddr).hostname);
+        readers.push((async () => {
+          const buf = new Uint8Array(4096);
+          try {
+            for (;;) {
+              const n = await conn.read(buf);
+              if (n === null) break;
+              bytes += n;
+            }
+          } catch { /* closed */ }
+          conns.delete(conn);
+          try {
+            conn.close();
+          } catch { /* closed */ }
+        })());
+      }
+    } catch { /* closed */ }
+  })();
+  return {
+    address,
+    port,
+    get connections() {
+      return peers.length;
+    },
+    peers,
+    get bytes() {
+      return bytes;
+    },
+    async close() {
+      try {
+        listener.close();
+      } catch { /* closed */ }
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* closed */ }
+      }
+      await loop;
+      await Promise.all(readers);
+    },
+  };
+}
+
+/** A DNS answer for `query`: one A record per question, `192.0.2.N` with N from the name. */
+export function answerA(query: Uint8Array, address = "192.0.2.1"): Uint8Array {
+  const q = packet.decode(Buffer.from(query));
+  const question = q.questions![0]!;
+  return new Uint8Array(packet.encode({
+    type: "response",
+    id: q.id,
+    flags: packet.RECURSION_DESIRED | packet.RECURSION_AVAILABLE,
+    questions: [question],
+    answers: question.type === "A"
+      ? [{ type: "A", name: question.name, ttl: 60, data: address }]
+      : [],
+  }));
+}
+
+/** Options of {@linkcode startStreamServer}. */
+export interface StreamServerOptions {
+  readonly address: string;
+  readonly port: number;
+  /** Serve DoT with this certificate and key (PEM texts); plain TCP without. */
+  readonly tls?: { readonly cert: string; readonly key: string };
+  /** Hold queries until this many arrived on one connection, then answer them in reverse. */
+  readonly holdFor?: number;
+  /** Close a connection after answering this many queries on it. */
+  readonly closeAfter?: number;
+  /** The answer to a query. @default answerA */
+  readonly answer?: (query: Uint8Array) => Uint8Array;
+}
+
+/** A running fake DNS-over-stream server. */
+export interface StreamServer {
+  /** Connections accepted so far. */
+  readonly accepted: number;
+  /** Connections open now. */
+  readonly open: number;
+  /** Remote addresses of accepted connections. */
+  readonly peers: readonly string[];
+  /** Queries received, with the connection number (0-based) each came on and its wire ID. */
+  readonly queries: readonly { readonly conn: number; readonly id: number }[];
+  /** Resolves when the connection with this number has been closed by the client or server. */
+  closed(conn: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Starts a fake Do53-over-TCP (or DoT) server. */
+export function startStreamServer(options: StreamServerOptions): StreamServer {
+  const listener: Deno.Listener = options.tls
+    ? Deno.listenTls({
+      hostname: options.address,
+      port: options.port,
+      cert: options.tls.cert,
+      key: options.tls.key,
+    })
+    : Deno.listen({ hostname: options.address, port: options.port });
+  const answer = options.answer ?? ((q: Uint8Array) => answerA(q));
+  const conns = new Set<Deno.Conn>();
+  const peers: string[] = [];
+  const queries: { conn: number; id: number }[] = [];
+  const closedAt = new Map<number, { promise: Promise<void>; resolve: () => void }>();
+  const closedOf = (n: number) => {
+    let c = closedAt.get(n);
+    if (!c) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => resolve = r);
+      c = { promise, resolve };
+      closedAt.set(n, c);
+    }
+    return c;
+  };
+  const handlers: Promise<void>[] = [];
+  const serve = async (conn: Deno.Conn, n: number) => {
+    let buf = new Uint8Array(0);
+    const held: Uint8Array[] = [];
+    let answered = 0;
+    const chunk = new Uint8Array(65536);
+    const send = async (msg: Uint8Array) => {
+      const frame = new Uint8Array(2 + msg.length);
+      frame[0] = msg.length >> 8;
+      frame[1] = msg.length & 0xff;
+      frame.set(msg, 2);
+      await conn.write(frame);
+      answered++;
+    };
+    try {
+      outer: for (;;) {
+        const r = await conn.read(chunk);
+        if (r === null) break;
+        const next = new Uint8Array(buf.length + r);
+        next.set(buf);
+        next.set(chunk.subarray(0, r), buf.length);
+        buf = next;
+        while (buf.length >= 2) {
+          const len = (buf[0]! << 8) | buf[1]!;
+          if (buf.length < 2 + len) break;
+          const q = buf.slice(2, 2 + len);
+          buf = buf.slice(2 + len);
+          queries.push({ conn: n, id: (q[0]! << 8) | q[1]! });
+          if (options.holdFor) {
+            held.push(q);
+            if (held.length < options.holdFor) continue;
+            for (const h of held.splice(0).reverse()) await send(answer(h));
+          } else {
+            await send(answer(q));
+          }
+          if (options.closeAfter !== undefined && answered >= options.closeAfter) break outer;
+        }
+      }
+    } catch { /* reset or closed */ }
+    conns.delete(conn);
+    try {
+      conn.close();
+    } catch { /* closed */ }
+    closedOf(n).resolve();
+  };
+  const loop = (async () => {
+    try {
+      for await (const conn of listener) {
+        const n = peers.length;
+        peers.push((conn.remoteAddr as Deno.NetAddr).hostname);
+        conns.add(conn);
+        handlers.push(serve(conn, n));
+      }
+    } catch { /* closed */ }
+  })();
+  return {
+    get accepted() {
+      return peers.length;
+    },
+    get open() {
+      return conns.size;
+    },
+    peers,
+    queries,
+    closed: (n) => closedOf(n).promise,
+    async close() {
+      try {
+        listener.close();
+      } catch { /* closed */ }
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* closed */ }
+      }
+      await loop;
+      await Promise.all(handlers);
+    },
+  };
+}
