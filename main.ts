@@ -53,7 +53,7 @@ async function serve(configPath: string | undefined): Promise<number> {
   }
   let stub: Stub;
   try {
-    stub = await createStub(config);
+    stub = await createStub(config, { version: VERSION });
   } catch (e) {
     if (configPath || !isBindError(e)) {
       console.error(`pvdns: cannot start: ${(e as Error).message}`);
@@ -71,7 +71,7 @@ async function serve(configPath: string | undefined): Promise<number> {
       }); using port ${FALLBACK_PORT} instead`,
     );
     config = Object.freeze({ ...config, listen: Object.freeze(listen) });
-    stub = await createStub(config);
+    stub = await createStub(config, { version: VERSION });
   }
   for (const pvd of config.pvds) console.log(describePvd(pvd));
   for (const text of stub.listening) console.log(`pvdns: listening on ${text} (udp, tcp)`);
@@ -182,6 +182,7 @@ function watchConfig(path: string, stub: Stub): { close(): void } {
       try {
         const next = await loadConfigFile(path);
         const r = await stub.reload(next);
+        stub.metrics.reload("success");
         const list = (label: string, ids: readonly string[]) =>
           ids.length ? ` ${label} ${ids.join(", ")};` : "";
         console.log(
@@ -195,6 +196,7 @@ function watchConfig(path: string, stub: Stub): { close(): void } {
           if (pvd) console.log(describePvd(pvd));
         }
       } catch (e) {
+        stub.metrics.reload("failure");
         const errors = e instanceof ConfigError ? e.errors : [(e as Error).message];
         console.error(
           `pvdns: reload of ${path} refused (${why}); still serving the previous config:`,

@@ -10,6 +10,7 @@ import { localAnswer } from "../policy/local_answer.ts";
 import type { Route, Router } from "../policy/router.ts";
 import { cacheKey, type PvdCache } from "./cache.ts";
 import type { ListenerConfig } from "./config_types.ts";
+import type { ResolverMetrics } from "./metrics.ts";
 import { localResponse, type StoredResponse } from "./response.ts";
 import { type PvdUpstreams, UpstreamFailure } from "./upstream.ts";
 import { Flags, type Query, Rcode } from "./wire.ts";
@@ -90,6 +91,8 @@ export interface PipelineDeps {
   readonly now: () => number;
   /** Called when a PvD's servers all failed (for logs). */
   readonly onUpstreamFailure?: (pvd: string, error: UpstreamFailure) => void;
+  /** Counts cache hits and misses. */
+  readonly metrics?: Pick<ResolverMetrics, "cache">;
   /** Called each time a rule's fallback sends a query to a second PvD (counted). */
   readonly onFallback?: (from: string, to: string) => void;
 }
@@ -105,6 +108,7 @@ export function buildPipeline(deps: PipelineDeps): (ctx: QueryContext) => MaybeP
     function cache(ctx, next) {
       const pvd = (ctx.route as PvdRoute).pvd;
       const hit = deps.state.caches.get(pvd)?.get(keyOf(ctx.query), ctx.now);
+      deps.metrics?.cache(pvd, hit !== undefined);
       if (hit) return { response: hit, source: "cache", pvd };
       return next();
     },

@@ -18,7 +18,9 @@ import {
 } from "./listeners.ts";
 import { type Answer, buildPipeline, type ClientInfo } from "./pipeline.ts";
 import { type PvdChanges, PvdSet } from "./pvd_set.ts";
+import { ResolverMetrics } from "./metrics.ts";
 import { renderResponse } from "./response.ts";
+import { Registry } from "prom-client";
 import { parseQuery, type Query } from "./wire.ts";
 
 /** Options of {@linkcode createStub}. */
@@ -31,6 +33,10 @@ export interface StubOptions {
   readonly runIp?: IpRunner;
   /** How often strictRoutes PvDs are checked again, ms. @default 10000 */
   readonly routeCheckMs?: number;
+  /** Where metrics are registered. @default a new prom-client Registry */
+  readonly registry?: Registry;
+  /** The version reported in `pvdns_build_info`. @default "dev" */
+  readonly version?: string;
 }
 
 /** What a reload did. */
@@ -51,6 +57,12 @@ export interface Stub {
   readonly guard: LeakGuard;
   /** Queries a rule's fallback sent to a second PvD, keyed `from->to`. */
   readonly fallbacks: ReadonlyMap<string, number>;
+  /** The registry its metrics live on (serve it at `/metrics`). */
+  readonly registry: Registry;
+  /** Its metrics (reload outcomes are counted by whoever reloads). */
+  readonly metrics: ResolverMetrics;
+  /** Empties the cache of one PvD, or of all; returns how many entries were dropped. */
+  flush(pvd?: string): number;
   /** Answers one wire-format query as if it came from `client`; null when it is dropped. */
   handle(raw: Uint8Array, client: ClientInfo, options?: HandleOptions): Promise<Uint8Array | null>;
   /** Runs one parsed query through the pipeline. */
@@ -130,7 +142,15 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
     return run;
   };
   await pvds.apply(registry.effective());
+  const promRegistry = options.registry ?? new Registry();
+  const metrics = new ResolverMetrics(promRegistry, {
+    pvds: () => pvds.pvds,
+    cacheEntries: () => new Map([...pvds.state.caches].map(([id, c]) => [id, c.size])),
+    leakBlocked: () => guard.blocked,
+    fallbacks: () => fallbacks,
+  }, options.version ?? "dev");
   const pipeline = buildPipeline({
+    metrics,
     state: pvds.state,
     get servfailTtl() {
       return config.cache.servfailTtl;
@@ -150,8 +170,10 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
     explicitPvd?: string,
     listener?: ListenerConfig,
   ) => pipeline({ query, client, listener, explicitPvd, now: now() });
-  const render = (answer: Answer, q: Query, transport: ClientInfo["transport"]) => {
+  const render = (answer: Answer, q: Query, transport: ClientInfo["transport"], t0?: number) => {
     const maxSize = transport === "udp" ? (q.edns ? q.edns.udpSize : 512) : 65535;
+    const seconds = t0 === undefined ? undefined : (performance.now() - t0) / 1000;
+    metrics.response(answer.pvd, answer.response.rcode, answer.source, seconds);
     return renderResponse(answer.response, q, now(), maxSize);
   };
   const failed = (q: Query) => (e: unknown) => {
@@ -163,9 +185,14 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
   const serve: QueryHandler = (raw, client, opts = {}) => {
     const parsed = parseQuery(raw);
     if (parsed.kind === "drop") return null;
-    if (parsed.kind === "error") return parsed.reply;
-    if (inFlight >= config.limits.maxInFlight) return null; // bounded: shed load, clients retry
+    if (parsed.kind === "error") {
+      metrics.request(client.transport, -1);
+      metrics.response(undefined, parsed.rcode & 0xf, "local");
+      return parsed.reply;
+    }
     const q = parsed.query;
+    metrics.request(client.transport, q.qtype);
+    if (inFlight >= config.limits.maxInFlight) return null; // bounded: shed load, clients retry
     let answer: Answer | Promise<Answer>;
     try {
       answer = resolve(q, client, opts.explicitPvd, opts.listener);
@@ -174,7 +201,8 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
     }
     if (!(answer instanceof Promise)) return render(answer, q, client.transport);
     inFlight++;
-    return answer.then((a) => render(a, q, client.transport), failed(q))
+    const t0 = performance.now();
+    return answer.then((a) => render(a, q, client.transport, t0), failed(q))
       .finally(() => inFlight--);
   };
   const handle = (raw: Uint8Array, client: ClientInfo, opts: HandleOptions = {}) =>
@@ -214,6 +242,17 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
     },
     guard,
     fallbacks,
+    registry: promRegistry,
+    metrics,
+    flush(pvd) {
+      let dropped = 0;
+      for (const [id, cache] of pvds.state.caches) {
+        if (pvd !== undefined && id !== pvd) continue;
+        dropped += cache.size;
+        cache.clear();
+      }
+      return dropped;
+    },
     get listening() {
       return [...open.values()].map((o) => o.udp.text);
     },
@@ -228,7 +267,13 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
         for (const o of fresh.values()) await closeListener(o);
         throw e;
       }
-      const changes = await apply(() => registry.setConfig(next));
+      let changes: PvdChanges;
+      try {
+        changes = await apply(() => registry.setConfig(next));
+      } catch (e) {
+        for (const o of fresh.values()) await closeListener(o);
+        throw e;
+      }
       config = next;
       const listenersRemoved: string[] = [];
       const wanted = new Map(next.listen.map((l) => [l.text, l]));
