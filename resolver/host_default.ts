@@ -29,6 +29,7 @@ import {
   parseListenAddress,
 } from "./config_schema.ts";
 import type { Config } from "./config_types.ts";
+import { type IpRunner, runIp as runIpCommand } from "../pvd/ip_command.ts";
 
 /** The host's resolver configuration. */
 export const RESOLV_CONF = "/etc/resolv.conf";
@@ -44,7 +45,7 @@ export interface HostDeps {
    * Runs `ip -j ARGS…` (ARGS without `-j`, e.g. `["route", "get", "192.0.2.1"]`) and returns its
    * parsed JSON output; throws when `ip` fails. @default the `ip` command
    */
-  readonly runIp?: (args: string[]) => Promise<unknown>;
+  readonly runIp?: IpRunner;
   /**
    * Where pvdns will listen (`ADDR:PORT`); they become the config's `listen`, and servers equal
    * to one of them are dropped. @default ["127.0.0.53:53"]
@@ -279,17 +280,3 @@ function isDomainName(text: string): boolean {
 }
 
 /** Runs `ip -j ARGS…` and parses its JSON output. */
-async function runIpCommand(args: string[]): Promise<unknown> {
-  const output = await new Deno.Command("ip", {
-    args: ["-j", ...args],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  if (!output.success) {
-    const message = decoder.decode(output.stderr).trim() || `exit code ${output.code}`;
-    throw new Error(`ip -j ${args.join(" ")}: ${message}`);
-  }
-  return JSON.parse(decoder.decode(output.stdout));
-}
