@@ -20,6 +20,7 @@ import { explainRoute } from "./policy/explain.ts";
 import { checkRoutes } from "./policy/route_check.ts";
 import { watchHost } from "./pvd/host_watch.ts";
 import { createStub, type Stub } from "./resolver/stub.ts";
+import { encryptionMode } from "./resolver/upstream.ts";
 
 /** The version printed by `pvdns --version`. */
 export const VERSION = "0.1.0";
@@ -153,6 +154,7 @@ async function doctor(configPath: string | undefined): Promise<number> {
         pvd.strictRoutes ? ", strictRoutes: fails closed on a wrong route" : ""
       }`,
     );
+    console.log(`  ${encryptionLine(pvd)}`);
     for (const r of await checkRoutes(pvd)) {
       console.log(`  ${r.ok ? "ok  " : "FAIL"} ${r.detail}`);
       if (!r.ok) bad++;
@@ -160,6 +162,15 @@ async function doctor(configPath: string | undefined): Promise<number> {
   }
   console.log(bad ? `${bad} server(s) not reached through their PvD's interface` : "all routes ok");
   return bad ? 1 : 0;
+
+  /** Strict encrypted mode (transports/README.md): what the PvD's servers allow in clear. */
+  function encryptionLine(pvd: PvdConfig): string {
+    const mode = encryptionMode(pvd);
+    if (mode === "strict") return "encrypted: strict (tls/https only), never falls back to Do53";
+    if (mode === "none") return "encrypted: no, every server is Do53 in clear";
+    const clear = pvd.servers.filter((s) => s.protocol === "udp" || s.protocol === "tcp").length;
+    return `encrypted: partly, ${clear} of ${pvd.servers.length} server(s) are Do53 in clear`;
+  }
 }
 
 function describePvd(pvd: PvdConfig): string {

@@ -335,6 +335,8 @@ const pvd = z.strictObject({
   priority: int(Number.MIN_SAFE_INTEGER).default(0),
   caFile: leaf(parseFilePath).optional(),
   strictRoutes: z.boolean().default(false),
+  // Race this many of the PvD's best servers per query (never another PvD's).
+  parallel: int(1, 4).optional(),
 }).transform((p): Omit<T.PvdConfig, "origin"> =>
   compact<Omit<T.PvdConfig, "origin">>({
     ...p,
@@ -426,6 +428,8 @@ const configSchema = z.strictObject({
   upstream: z.strictObject({
     timeoutMs: int(10, MAX_TIMER_MS).default(2000),
     deadlineMs: int(10, MAX_TIMER_MS).default(4500),
+    // Health inside a PvD (transports/README.md): consecutive failures before a server is down.
+    maxFails: int(0, 1000).optional(), // absent: 3 (resolver/upstream.ts)
   }).prefault({}),
   limits: z.strictObject({
     maxInFlight: int(1).default(4096),

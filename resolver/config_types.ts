@@ -92,6 +92,8 @@ export interface PvdConfig {
   readonly caFile?: string;
   /** Fail closed when the kernel would reach a server through another interface. */
   readonly strictRoutes: boolean;
+  /** How many of the PvD's best servers each query races (never another PvD's). @default 1 */
+  readonly parallel?: number;
   /** RFC 8801 additional information, for PvDs discovered from router advertisements. */
   readonly additionalInfo?: PvdAdditionalInfo;
 }
@@ -164,6 +166,11 @@ export interface UpstreamOptions {
   readonly timeoutMs: number;
   /** Total time budget of one query across the PvD's servers; then SERVFAIL. @default 4500 */
   readonly deadlineMs: number;
+  /**
+   * Consecutive failures after which a server is down: skipped while the PvD has another, and
+   * probed in the background by one probe at a time. 0 never marks a server down. @default 3
+   */
+  readonly maxFails?: number;
 }
 
 /** Resource bounds (DESIGN invariant 6). */

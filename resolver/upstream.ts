@@ -1,18 +1,39 @@
 /**
- * The upstream servers of one PvD: which server to ask first (smoothed RTT), how long to wait for
- * each, when to give up. A query that fails on every server of the PvD fails; it is never sent
- * to another PvD from here (DESIGN invariant 1).
+ * The upstream servers of one PvD: which server to ask first, how long to wait for each, when to
+ * give up, and which servers are down. A query that fails on every server of the PvD fails; it
+ * is never sent to another PvD from here (DESIGN invariant 1).
+ *
+ * - **Order**: by smoothed round-trip time (config order until measured); servers that are down
+ *   go last, and are skipped while the PvD has a server that is up (CoreDNS `forward`).
+ * - **Health**: each server counts its consecutive failures (timeout, refused, tls, http,
+ *   bad-answer, closed; any answer resets it). After `upstream.maxFails` it is down, and one
+ *   background probe at a time (`. NS`, backing off from 1 s to 30 s) asks it until it answers.
+ * - **Budget**: each try waits `upstream.timeoutMs`; the whole query `upstream.deadlineMs`, then
+ *   {@linkcode UpstreamFailure} (the pipeline answers SERVFAIL).
+ * - **Racing**: a PvD with `"parallel": 2` asks its two best servers at once and takes the first
+ *   usable answer; when one fails the next of the same PvD starts. The slower try is left to end
+ *   by itself (bounded by its timeout) so that its server's health and RTT are still learned.
+ * - **Strict encrypted**: a PvD whose servers are all `tls://` or `https://` has no Do53
+ *   transport at all, so nothing it asks can go out on port 53 in clear.
+ * - **DoH by host name**: `https://HOST/PATH` is looked up through this PvD's own Do53 servers
+ *   only; the addresses learned are the only ones that server's transport may connect to.
  *
  * @module
  */
 
-import type { LeakGuard } from "../policy/leak_guard.ts";
+import { LeakBlockedError, type LeakGuard } from "../policy/leak_guard.ts";
+import { readCaFiles } from "../transports/_trust.ts";
+import { createTransport, type CreateTransportOptions } from "../transports/create.ts";
 import { TcpTransport } from "../transports/tcp.ts";
-import { type FailureReason, type Transport, TransportError } from "../transports/transport.ts";
-import { UdpTransport } from "../transports/udp.ts";
+import {
+  type FailureReason,
+  type SendGuard,
+  type Transport,
+  TransportError,
+} from "../transports/transport.ts";
 import type { CacheConfig, PvdConfig, ServerConfig, UpstreamOptions } from "./config_types.ts";
 import { BadResponseError, indexResponse, type StoredResponse } from "./response.ts";
-import { buildUpstreamQuery, Flags, Rcode } from "./wire.ts";
+import { buildUpstreamQuery, Flags, Rcode, skipName, Type } from "./wire.ts";
 
 /** The question an upstream query asks. */
 export interface UpstreamQuestion {
@@ -44,48 +65,111 @@ export interface PvdUpstreamsOptions {
   readonly upstream: UpstreamOptions;
   readonly cache: CacheConfig;
   readonly guard: LeakGuard;
+  /** The config's top-level `caFile`, trusted for DoT/DoH besides the PvD's own. */
+  readonly caFile?: string | undefined;
   /** Clock in ms. @default Date.now */
   readonly now?: () => number;
+  /** First wait before probing a server that is down, ms; doubles up to 30 s. @default 1000 */
+  readonly probeIntervalMs?: number;
+  /** Makes the transport of one server (tests inject fakes). @default createTransport */
+  readonly createTransport?: (options: CreateTransportOptions) => Transport;
+}
+
+/** How a PvD's servers are reached, as `pvdns doctor` reports it. */
+export type EncryptionMode = "strict" | "mixed" | "none";
+
+/**
+ * `strict` when every server of `pvd` is DoT or DoH (it never downgrades to Do53), `mixed` when
+ * some are, `none` when all are Do53.
+ */
+export function encryptionMode(pvd: Pick<PvdConfig, "servers">): EncryptionMode {
+  const encrypted = pvd.servers.filter((s) => s.protocol === "tls" || s.protocol === "https");
+  if (encrypted.length === 0) return "none";
+  return encrypted.length === pvd.servers.length ? "strict" : "mixed";
+}
+
+/** One server's health, as {@linkcode PvdUpstreams.health} reports it. */
+export interface ServerHealth {
+  readonly server: string;
+  /** Consecutive failures. */
+  readonly fails: number;
+  /** Down: skipped while another server of the PvD is up. */
+  readonly down: boolean;
+  /** A background probe is running. */
+  readonly probing: boolean;
+  /** Smoothed RTT, ms. */
+  readonly srtt: number;
 }
 
 interface ServerState {
   readonly server: ServerConfig;
-  readonly udp: Transport;
-  readonly tcp: Transport;
+  /** The server's own wire. */
+  readonly transport: Transport;
+  /** For a plain (udp) server: TCP, used when an answer is truncated (RFC 7766). */
+  readonly tcp?: Transport;
   /** Smoothed round-trip time, ms. */
   srtt: number;
+  /** Consecutive failures. */
+  fails: number;
+  probing: boolean;
   /** Why the server may not be used now (strict routes), if it may not. */
   blocked?: string | undefined;
 }
 
-/** The Do53 servers of one PvD, each bound to one of the PvD's source addresses. */
+/** How one try ended. */
+type Outcome =
+  | { readonly ok: true; readonly response: StoredResponse }
+  | { readonly ok: false; readonly reason: FailureReason | "rcode" | "cancelled" };
+
+const MAX_PROBE_MS = 30_000;
+const MIN_HOST_TTL_S = 5;
+
+/** The servers of one PvD, each bound to one of the PvD's source addresses. */
 export class PvdUpstreams {
   /** The PvD. */
   readonly pvd: string;
+  /** True when every server is DoT or DoH: no Do53 transport exists for this PvD. */
+  readonly strictEncrypted: boolean;
   #servers: ServerState[];
   #options: PvdUpstreamsOptions;
   #now: () => number;
+  #maxFails: number;
+  #parallel: number;
+  #closing = new AbortController();
+  #hosts = new Map<string, { addresses: string[]; expires: number }>();
+  #lookups = new Map<string, Promise<string[]>>();
+  /** Addresses learned for each host-named DoH server, by server text. */
+  #learned = new Map<string, Set<string>>();
 
-  /** Creates transports for every server of `pvd`. */
+  /** Creates transports for every server of `pvd` (no socket is opened yet). */
   constructor(pvd: PvdConfig, options: PvdUpstreamsOptions) {
     this.pvd = pvd.id;
     this.#options = options;
     this.#now = options.now ?? Date.now;
+    this.#maxFails = options.upstream.maxFails ?? 3;
+    this.#parallel = Math.max(1, pvd.parallel ?? 1);
+    this.strictEncrypted = encryptionMode(pvd) === "strict";
+    const encrypted = pvd.servers.some((s) => s.protocol === "tls" || s.protocol === "https");
+    const ca = encrypted ? readCaFiles([pvd.caFile, options.caFile]) : [];
+    const make = options.createTransport ?? createTransport;
     this.#servers = pvd.servers.map((server, i) => {
-      if (server.protocol !== "udp" && server.protocol !== "tcp") {
-        throw new RangeError(
-          `PvD ${pvd.id}: server "${server.text}" uses ${server.protocol}, which this build does not support yet`,
-        );
-      }
-      const source = pvd.sourceAddresses.find((a) => a.includes(":") === (server.family === 6));
+      const source = pvd.sourceAddresses.find((a) => a.includes(":") === (server.family === 6)) ??
+        (server.family === undefined ? pvd.sourceAddresses[0] : undefined);
       if (!source) {
         throw new RangeError(`PvD ${pvd.id}: no source address of the family of "${server.text}"`);
       }
-      const common = { pvd: pvd.id, server, source, guard: options.guard };
-      const tcp = new TcpTransport(common);
-      // A tcp:// server is asked over TCP only; a plain one over UDP with TCP for truncation.
-      const udp = server.protocol === "tcp" ? tcp : new UdpTransport(common);
-      return { server, udp, tcp, srtt: i }; // config order until measured
+      const guard = server.host === undefined
+        ? options.guard
+        : this.#hostGuard(server, pvd.sourceAddresses, options.guard);
+      const common = { pvd: pvd.id, server, source, guard, ca };
+      const transport = make({
+        ...common,
+        resolve: (host: string, signal: AbortSignal) => this.#resolveHost(server, host, signal),
+      });
+      // A plain server is asked over UDP, and again over TCP from the same source address when
+      // the answer is truncated. No other wire ever falls back to Do53.
+      const tcp = server.protocol === "udp" ? new TcpTransport(common) : undefined;
+      return { server, transport, ...(tcp ? { tcp } : {}), srtt: i, fails: 0, probing: false };
     });
   }
 
@@ -97,54 +181,175 @@ export class PvdUpstreams {
     for (const s of this.#servers) if (s.server.text === serverText) s.blocked = reason;
   }
 
-  /** The servers in the order the next query would try them. */
+  /** The servers in the order the next query would try them (down ones last). */
   get order(): readonly ServerConfig[] {
-    return this.#sorted().map((s) => s.server);
+    return this.#sorted(this.#servers).map((s) => s.server);
   }
 
-  #sorted(): ServerState[] {
-    return [...this.#servers].sort((a, b) => a.srtt - b.srtt);
+  /** Each server's failure count, state and smoothed RTT, in configured order. */
+  get health(): readonly ServerHealth[] {
+    return this.#servers.map((s) => ({
+      server: s.server.text,
+      fails: s.fails,
+      down: this.#isDown(s),
+      probing: s.probing,
+      srtt: s.srtt,
+    }));
+  }
+
+  #isDown(s: ServerState): boolean {
+    return this.#maxFails > 0 && s.fails >= this.#maxFails;
+  }
+
+  #sorted(states: readonly ServerState[]): ServerState[] {
+    return [...states].sort((a, b) =>
+      Number(this.#isDown(a)) - Number(this.#isDown(b)) || a.srtt - b.srtt
+    );
   }
 
   /**
-   * Asks the PvD's servers, best first, until one gives a usable answer.
+   * Asks the PvD's servers, best first (`parallel` at a time), until one gives a usable answer.
    *
    * @throws {UpstreamFailure} when every server failed or the deadline passed
    */
-  async query(question: UpstreamQuestion, signal?: AbortSignal): Promise<StoredResponse> {
+  query(question: UpstreamQuestion, signal?: AbortSignal): Promise<StoredResponse> {
+    return this.#run(this.#servers, question, signal);
+  }
+
+  async #run(
+    states: readonly ServerState[],
+    question: UpstreamQuestion,
+    signal?: AbortSignal,
+  ): Promise<StoredResponse> {
     const { timeoutMs, deadlineMs } = this.#options.upstream;
     const deadline = AbortSignal.timeout(deadlineMs);
-    const overall = signal ? AbortSignal.any([deadline, signal]) : deadline;
+    const overall = AbortSignal.any([deadline, this.#closing.signal, ...(signal ? [signal] : [])]);
     const attempts: { server: string; reason: FailureReason | "rcode" }[] = [];
-    for (const state of this.#sorted()) {
-      if (overall.aborted) break;
-      if (state.blocked) {
-        attempts.push({ server: state.server.text, reason: "route" });
-        continue;
-      }
-      const started = this.#now();
-      const perTry = AbortSignal.any([overall, AbortSignal.timeout(timeoutMs)]);
-      try {
-        const response = await this.#ask(state, question, perTry);
-        const rtt = this.#now() - started;
-        if (response.rcode === Rcode.NOERROR || response.rcode === Rcode.NXDOMAIN) {
-          state.srtt = state.srtt >= timeoutMs ? rtt : 0.7 * state.srtt + 0.3 * rtt;
-          return response;
-        }
-        // SERVFAIL, REFUSED and the like: this server could not answer; try the next one.
-        attempts.push({ server: state.server.text, reason: "rcode" });
-      } catch (e) {
-        const reason = e instanceof TransportError
-          ? e.reason
-          : e instanceof BadResponseError
-          ? "bad-answer"
-          : "closed";
-        attempts.push({ server: state.server.text, reason });
-        if (reason === "leak") continue;
-        state.srtt = Math.max(state.srtt, timeoutMs) * 1.5;
-      }
+    const queue: ServerState[] = [];
+    for (const state of this.#sorted(states)) {
+      if (state.blocked) attempts.push({ server: state.server.text, reason: "route" });
+      else queue.push(state);
     }
-    throw new UpstreamFailure(this.pvd, attempts);
+    // Down servers are asked only when every usable server is down (health checks may be wrong).
+    const up = queue.filter((s) => !this.#isDown(s));
+    const candidates = up.length ? up : queue;
+    if (candidates.length === 0 || overall.aborted) throw new UpstreamFailure(this.pvd, attempts);
+
+    return await new Promise<StoredResponse>((resolve, reject) => {
+      let next = 0;
+      let running = 0;
+      let settled = false;
+      const finish = (error?: UpstreamFailure, response?: StoredResponse) => {
+        if (settled) return;
+        settled = true;
+        overall.removeEventListener("abort", onAbort);
+        if (error) reject(error);
+        else resolve(response!);
+      };
+      const onAbort = () => finish(new UpstreamFailure(this.pvd, attempts));
+      overall.addEventListener("abort", onAbort, { once: true });
+      const start = () => {
+        while (!settled && running < this.#parallel && next < candidates.length) {
+          const state = candidates[next++]!;
+          running++;
+          const perTry = AbortSignal.any([overall, AbortSignal.timeout(timeoutMs)]);
+          this.#attempt(state, question, perTry, signal).then((outcome) => {
+            running--;
+            if (settled) return; // a try that lost the race: its health was recorded anyway
+            if (outcome.ok) return finish(undefined, outcome.response);
+            if (outcome.reason !== "cancelled") {
+              attempts.push({ server: state.server.text, reason: outcome.reason });
+            }
+            start();
+            if (running === 0 && next >= candidates.length) {
+              finish(new UpstreamFailure(this.pvd, attempts));
+            }
+          });
+        }
+      };
+      start();
+    });
+  }
+
+  /** One try at one server; records its health; never throws. */
+  async #attempt(
+    state: ServerState,
+    question: UpstreamQuestion,
+    signal: AbortSignal,
+    callerSignal?: AbortSignal,
+  ): Promise<Outcome> {
+    const started = this.#now();
+    const { timeoutMs } = this.#options.upstream;
+    try {
+      const response = await this.#ask(state, question, signal);
+      const rtt = this.#now() - started;
+      state.fails = 0; // it answered: it is up, whatever the rcode
+      if (response.rcode === Rcode.NOERROR || response.rcode === Rcode.NXDOMAIN) {
+        state.srtt = state.srtt >= timeoutMs ? rtt : 0.7 * state.srtt + 0.3 * rtt;
+        return { ok: true, response };
+      }
+      // SERVFAIL, REFUSED and the like: this server could not answer; try the next one.
+      return { ok: false, reason: "rcode" };
+    } catch (e) {
+      if (e instanceof LeakBlockedError) return { ok: false, reason: "leak" };
+      const reason: FailureReason = e instanceof TransportError
+        ? e.reason
+        : e instanceof BadResponseError
+        ? "bad-answer"
+        : "closed";
+      if (reason === "leak" || reason === "route") return { ok: false, reason };
+      // The caller went away or pvdns is closing: nothing was learned about the server.
+      if (callerSignal?.aborted || this.#closing.signal.aborted) {
+        return { ok: false, reason: "cancelled" };
+      }
+      this.#failed(state);
+      return { ok: false, reason };
+    }
+  }
+
+  #failed(state: ServerState): void {
+    state.fails++;
+    state.srtt = Math.max(state.srtt, this.#options.upstream.timeoutMs) * 1.5;
+    if (this.#isDown(state) && !state.probing) void this.#probe(state);
+  }
+
+  /** Asks a down server `. NS` until it answers: one probe at a time, backing off. */
+  async #probe(state: ServerState): Promise<void> {
+    state.probing = true;
+    let wait = this.#options.probeIntervalMs ?? 1000;
+    const probe = { qname: ".", qtype: Type.NS, qclass: 1, do: false, cd: false };
+    try {
+      for (let round = 0; this.#isDown(state) && !this.#closing.signal.aborted; round++) {
+        await this.#sleep(wait);
+        if (this.#closing.signal.aborted || !this.#isDown(state)) break;
+        if (state.blocked) continue; // strictRoutes: nothing may be sent to it now
+        const signal = AbortSignal.any([
+          this.#closing.signal,
+          AbortSignal.timeout(this.#options.upstream.timeoutMs),
+        ]);
+        try {
+          await this.#ask(state, probe, signal);
+          state.fails = 0; // any answer will do
+        } catch {
+          wait = Math.min(wait * 2, MAX_PROBE_MS);
+        }
+      }
+    } finally {
+      state.probing = false;
+    }
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const closing = this.#closing.signal;
+      const done = () => {
+        clearTimeout(timer);
+        closing.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      closing.addEventListener("abort", done, { once: true });
+    });
   }
 
   async #ask(
@@ -154,18 +359,126 @@ export class PvdUpstreams {
   ): Promise<StoredResponse> {
     const id = crypto.getRandomValues(new Uint16Array(1))[0]!;
     const wire = buildUpstreamQuery({ id, ...q });
-    let answer = await state.udp.exchange(wire, { signal });
-    if ((answer[2]! << 8 | answer[3]!) & Flags.TC && state.udp !== state.tcp) {
+    let answer = await state.transport.exchange(wire, { signal });
+    if ((answer[2]! << 8 | answer[3]!) & Flags.TC && state.tcp) {
       answer = await state.tcp.exchange(wire, { signal }); // RFC 7766: retry over TCP, same source
     }
     return indexResponse(answer, this.#now(), this.#options.cache);
   }
 
-  /** Closes every transport. */
+  /**
+   * Looks up the host of an `https://HOST/PATH` server through this PvD's own Do53 servers only
+   * (A or AAAA by the server's family); answers are kept for their TTL (at least 5 s).
+   */
+  #resolveHost(server: ServerConfig, host: string, signal: AbortSignal): Promise<string[]> {
+    const key = `${host}|${server.family ?? 4}`;
+    const cached = this.#hosts.get(key);
+    if (cached && cached.expires > this.#now()) return Promise.resolve(cached.addresses);
+    let pending = this.#lookups.get(key);
+    if (!pending) {
+      const do53 = this.#servers.filter((s) =>
+        s.server.protocol === "udp" || s.server.protocol === "tcp"
+      );
+      const qtype = server.family === 6 ? Type.AAAA : Type.A;
+      pending = this.#run(do53, { qname: `${host}.`, qtype, qclass: 1, do: false, cd: false })
+        .then((response) => {
+          const addresses = addressesIn(response.wire, qtype);
+          const ttl = Math.max(response.ttl, MIN_HOST_TTL_S);
+          if (addresses.length) {
+            this.#hosts.set(key, { addresses, expires: this.#now() + ttl * 1000 });
+            const learned = this.#learned.get(server.text) ?? new Set();
+            for (const a of addresses) learned.add(a);
+            this.#learned.set(server.text, learned);
+          }
+          return addresses;
+        })
+        .finally(() => this.#lookups.delete(key));
+      this.#lookups.set(key, pending);
+    }
+    return abortable(pending, signal);
+  }
+
+  /**
+   * The guard of a host-named DoH server: an address this PvD's own Do53 servers gave for the
+   * host may be connected to from one of the PvD's source addresses; anything else goes to the
+   * shared leak guard, which refuses (and counts) it.
+   */
+  #hostGuard(server: ServerConfig, sources: readonly string[], guard: SendGuard): SendGuard {
+    return {
+      check: (pvd, address, port, source) => {
+        const learned = this.#learned.get(server.text);
+        if (pvd !== this.pvd || port !== server.port || !learned?.has(address)) {
+          return guard.check(pvd, address, port, source);
+        }
+        if (!sources.includes(source)) {
+          throw new LeakBlockedError(
+            pvd,
+            `leak guard: source address is not one of this PvD's (PvD ${pvd}, ${address} from ${source})`,
+          );
+        }
+      },
+    };
+  }
+
+  /** Closes every transport and stops the probes; queries in flight fail. */
   async close(): Promise<void> {
+    this.#closing.abort();
     for (const s of this.#servers) {
-      await s.udp.close();
-      await s.tcp.close();
+      await s.transport.close();
+      await s.tcp?.close();
     }
   }
+}
+
+/** Resolves like `promise`, or rejects when `signal` aborts first. */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+/** The addresses of the A (1) or AAAA (28) records in the answer section of `wire`. */
+function addressesIn(wire: Uint8Array, qtype: number): string[] {
+  const dv = new DataView(wire.buffer, wire.byteOffset, wire.byteLength);
+  const an = dv.getUint16(6);
+  let off = skipName(wire, 12);
+  if (off < 0) return [];
+  off += 4;
+  const out: string[] = [];
+  for (let i = 0; i < an; i++) {
+    off = skipName(wire, off);
+    if (off < 0 || off + 10 > wire.length) break;
+    const type = dv.getUint16(off);
+    const rdlength = dv.getUint16(off + 8);
+    const rdata = off + 10;
+    off = rdata + rdlength;
+    if (off > wire.length) break;
+    if (type !== qtype) continue;
+    if (qtype === 1 && rdlength === 4) out.push([...wire.subarray(rdata, rdata + 4)].join("."));
+    if (qtype === 28 && rdlength === 16) out.push(ipv6Text(wire.subarray(rdata, rdata + 16)));
+  }
+  return out;
+}
+
+/** Canonical (RFC 5952) text of an IPv6 address. */
+function ipv6Text(b: Uint8Array): string {
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push((b[i]! << 8) | b[i + 1]!);
+  let bestStart = -1, bestLen = 0;
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen && j - i > 1) [bestStart, bestLen] = [i, j - i];
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestStart < 0) return hex.join(":");
+  return `${hex.slice(0, bestStart).join(":")}::${hex.slice(bestStart + bestLen).join(":")}`;
 }

@@ -15,6 +15,9 @@ import type { Socket } from "node:net";
 import { answersQuery } from "../resolver/wire.ts";
 import { abortError, socketError, TransportError } from "./transport.ts";
 
+/** How often a query lost to a closed connection is sent again. */
+export const MAX_RESENDS = 2;
+
 /** Limits of a {@linkcode StreamPool}. */
 export interface StreamLimits {
   /** Connections open to the server at once. @default 2 */
@@ -51,8 +54,6 @@ class Connection {
   readonly pending = new Map<number, Pending>();
   ready = false;
   dead = false;
-  /** Answers received on it so far. */
-  answered = 0;
   #buffer = new Uint8Array(0);
   #idle: ReturnType<typeof setTimeout> | undefined;
   #idleMs: number;
@@ -76,6 +77,11 @@ class Connection {
     });
     socket.on("data", (chunk: Uint8Array) => this.#receive(chunk));
     socket.on("error", (e: Error) => this.#die(socketError(e, this.#describe)));
+    // The server's FIN: whatever is still pending will not be answered on this connection.
+    socket.on(
+      "end",
+      () => this.#die(new TransportError("closed", `${describe}: closed by server`)),
+    );
     socket.on("close", () => this.#die(new TransportError("closed", `${describe}: closed`)));
   }
 
@@ -134,7 +140,6 @@ class Connection {
       const p = this.pending.get(id);
       if (!p || !answersQuery(p.wire, msg)) continue; // not an answer to anything we asked
       this.pending.delete(id);
-      this.answered++;
       msg[0] = p.callerId >> 8;
       msg[1] = p.callerId & 0xff;
       p.resolve(msg);
@@ -198,20 +203,20 @@ export class StreamPool {
   }
 
   /**
-   * Sends `query` on a pooled connection. A query lost because the server closed a connection
-   * that had already served answers (an idle close racing our send, RFC 7766 §6.2.3) is sent
-   * once more on another connection.
+   * Sends `query` on a pooled connection. A query lost because its connection closed before the
+   * answer came (the server's idle close racing our send, or a server that answers only so many
+   * queries per connection, RFC 7766 §6.2.1) is sent again on another connection, at most
+   * {@linkcode MAX_RESENDS} times.
    */
   async exchange(query: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
     for (let attempt = 0;; attempt++) {
       if (this.#closed) throw new TransportError("closed", `${this.#describe}: transport closed`);
       if (signal.aborted) throw abortError(signal);
       const conn = this.#pick();
-      const reused = conn.answered > 0;
       try {
         return await conn.submit(query, signal);
       } catch (e) {
-        const retry = attempt === 0 && reused && !signal.aborted && !this.#closed &&
+        const retry = attempt < MAX_RESENDS && !signal.aborted && !this.#closed &&
           e instanceof TransportError && e.reason === "closed";
         if (!retry) throw e;
       }

@@ -1,8 +1,135 @@
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import * as packet from "dns-packet";
+import { LeakGuard } from "../../policy/leak_guard.ts";
+import { parseServer } from "../../resolver/config_schema.ts";
+import type { PvdConfig } from "../../resolver/config_types.ts";
+import { PvdUpstreams } from "../../resolver/upstream.ts";
+import { buildUpstreamQuery } from "../../resolver/wire.ts";
 import { HttpsTransport } from "../../transports/https.ts";
+import { TransportError } from "../../transports/transport.ts";
+import { startDnsmasq } from "../_support/dnsmasq.ts";
+import { loopbackAddress } from "../_support/loopback.ts";
+import { makeTestPki } from "../_support/test_pki.ts";
+import { startUnbound } from "../_support/unbound.ts";
 import { runTransportContract } from "./_contract.ts";
 
 runTransportContract({
   name: "HttpsTransport",
   protocol: "https",
   create: (o) => new HttpsTransport(o),
+});
+
+const CACHE = { maxEntries: 100, minTtl: 0, maxTtl: 86400, negativeMaxTtl: 3600, servfailTtl: 2 };
+
+function pvd(id: string, source: string, servers: string[]): PvdConfig {
+  return {
+    id,
+    implicit: false,
+    origin: "config",
+    prefixes: [],
+    sourceAddresses: [source],
+    // A host-named DoH server takes the family of the PvD's Do53 servers (config_schema.ts).
+    servers: servers.map((s) => ({ family: 4 as const, ...parseServer(s) })),
+    dnsZones: [],
+    searchDomains: [],
+    default: true,
+    priority: 0,
+    strictRoutes: false,
+  };
+}
+
+Deno.test("HttpsTransport: an HTTP status other than 2xx is reason http", async () => {
+  const pki = await makeTestPki();
+  const unbound = await startUnbound({ address: loopbackAddress(), tls: pki.good });
+  const source = loopbackAddress({ port: 0 });
+  const server = parseServer(`https://${unbound.address}/not-dns#${pki.authName}`);
+  const guard = new LeakGuard([{ id: "p", sourceAddresses: [source], servers: [server] }]);
+  const t = new HttpsTransport({ pvd: "p", server, source, guard, ca: [pki.caPem] });
+  try {
+    const query = buildUpstreamQuery({
+      id: 9,
+      qname: "x.test.",
+      qtype: 1,
+      qclass: 1,
+      do: false,
+      cd: false,
+    });
+    await assert.rejects(
+      t.exchange(query, { signal: AbortSignal.timeout(3000) }),
+      (e) => e instanceof TransportError && e.reason === "http" && /404/.test(e.message),
+    );
+  } finally {
+    await t.close();
+    await unbound.stop();
+    await pki.remove();
+  }
+});
+
+Deno.test("https://HOST/PATH: HOST is looked up only through the same PvD's Do53 server, then asked over DoH from the PvD's source", async () => {
+  const pki = await makeTestPki("dns.test.example");
+  const unbound = await startUnbound({
+    address: loopbackAddress(),
+    tls: pki.good,
+    records: [{ name: "www.doh.test", type: "A", value: "192.0.2.90" }],
+  });
+  const ownDo53 = await startDnsmasq({
+    address: loopbackAddress(),
+    zones: ["test.example"],
+    records: [{ name: "dns.test.example", type: "A", value: unbound.address }],
+  });
+  const otherDo53 = await startDnsmasq({
+    address: loopbackAddress(),
+    zones: ["test.example"],
+    records: [{ name: "dns.test.example", type: "A", value: unbound.address }],
+  });
+  const source = loopbackAddress({ port: 0 });
+  const otherSource = loopbackAddress({ port: 0 });
+  const home = {
+    ...pvd("home.example", source, ["https://dns.test.example/dns-query", ownDo53.address]),
+    caFile: pki.caFile,
+  };
+  const other = pvd("other.example", otherSource, [otherDo53.address]);
+  const guard = new LeakGuard([home, other], { onBlocked: () => {} });
+  const up = new PvdUpstreams(home, {
+    upstream: { timeoutMs: 2000, deadlineMs: 4000 },
+    cache: CACHE,
+    guard,
+  });
+  try {
+    assert.equal(up.order[0]!.protocol, "https", "the DoH server is asked first");
+    const ask = async () => {
+      const r = await up.query({
+        qname: "www.doh.test.",
+        qtype: 1,
+        qclass: 1,
+        do: false,
+        cd: false,
+      });
+      assert.equal(r.rcode, 0);
+      const answers = packet.decode(Buffer.from(r.wire)).answers ?? [];
+      assert.deepEqual(answers.map((a) => a.type === "A" ? a.data : a.type), ["192.0.2.90"]);
+    };
+    await ask();
+    // With the Do53 server out of use, the DoH server is the only one left, and HOST's address
+    // must come from what was learned.
+    up.setBlocked(ownDo53.address, "test: Do53 out of use");
+    await ask();
+    const lookups = await ownDo53.queryLog();
+    assert.deepEqual(
+      lookups.map((q) => `${q.type} ${q.name} ${q.from}`),
+      [`A dns.test.example ${source}`],
+      "one lookup of HOST, through the PvD's own Do53 server, from its source (then cached)",
+    );
+    const asked = (await unbound.queryLog()).map((q) => `${q.name} ${q.from}`);
+    assert.deepEqual(asked, [`www.doh.test. ${source}`, `www.doh.test. ${source}`]);
+    assert.deepEqual(await otherDo53.queryLog(), [], "the other PvD's server saw nothing");
+    assert.equal(guard.blocked.size, 0, "the leak guard refused nothing");
+  } finally {
+    await up.close();
+    await ownDo53.stop();
+    await otherDo53.stop();
+    await unbound.stop();
+    await pki.remove();
+  }
 });
