@@ -38,6 +38,8 @@ export interface UnboundOptions {
   readonly redirectZones?: readonly string[];
   /** Forward every other name to this server (`ADDR` or `ADDR@PORT`) instead of refusing it. */
   readonly forwardTo?: string;
+  /** Log every query (the query log). @default true */
+  readonly logQueries?: boolean;
   /** @default { dns: 53, tls: 853, https: 443 } */
   readonly ports?: { readonly dns?: number; readonly tls?: number; readonly https?: number };
   /** How long to wait for every port to accept connections. @default 10000 */
@@ -126,7 +128,7 @@ export async function startUnbound(options: UnboundOptions): Promise<Unbound> {
     "  use-syslog: no",
     `  logfile: "${logFile}"`,
     "  verbosity: 1",
-    "  log-queries: yes",
+    `  log-queries: ${options.logQueries === false ? "no" : "yes"}`,
     "  do-daemonize: no",
     "  num-threads: 1",
     "  do-ip6: " + (v6 ? "yes" : "no"),
