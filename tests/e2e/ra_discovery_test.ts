@@ -1,0 +1,285 @@
+/**
+ * RA discovery end to end, on a real link between two network namespaces:
+ *
+ * ```
+ *  router ns  veth ─────────────── veth  host ns
+ *   fe80::1            (RAs)            2001:db8:cafe::100/64 (added by the test)
+ *   2001:db8:cafe::53  dnsmasq, authoritative for example.com (pvd.example.com AAAA ::443)
+ *   2001:db8:cafe::443 HTTPS /.well-known/pvd (test CA)    startRaDiscovery (runner script)
+ * ```
+ *
+ * The router sends real RAs from a raw socket (Python, hop limit 255, source fe80::1), each
+ * carrying a PvD option (pvd.example.com, H=1) with a PIO, RDNSS and DNSSL inside it. A stock
+ * kernel ignores everything inside a PvD option (no SLAAC from an embedded PIO), so the host's
+ * address in the prefix is added by the test (`ip addr add … nodad`), and `accept_ra` is 0 on
+ * the host side: the kernel learns nothing, pvdns learns everything from its own raw socket.
+ *
+ * Asserted: the PvD is published with its prefix, RDNSS, DNSSL and source address; its ID is
+ * looked up at its own RDNSS from that address and the JSON is fetched from that address, then
+ * its `dnsZones` are published; an RA with RDNSS lifetime 0 removes the server; a new sequence
+ * number refetches (after the 10 s per-PvD minimum); a JSON whose `prefixes` do not cover the
+ * RA's prefix is not used and the PvD stays, without additional information.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { encodeRa, type NdOption, type RaHeader } from "../../pvd/ra_codec.ts";
+import type { PvdConfig } from "../../resolver/config_types.ts";
+import { startDnsmasq } from "../_support/dnsmasq.ts";
+import { sleep } from "../_support/exec.ts";
+import { type JsonLinesProcess, startJsonLines } from "../_support/json_lines_process.ts";
+import { createNetns, createVethPair } from "../_support/netns.ts";
+import { sendRa } from "../_support/ra_sender.ts";
+import { makeTestCa } from "../_support/test_ca.ts";
+
+const support = (f: string) => fileURLToPath(new URL(`../_support/${f}`, import.meta.url));
+const DENO_JSON = fileURLToPath(new URL("../../deno.json", import.meta.url));
+const ID = "pvd.example.com";
+const HOST_ADDR = "2001:db8:cafe::100";
+
+const HEADER: RaHeader = {
+  type: 134,
+  code: 0,
+  checksum: 0,
+  curHopLimit: 64,
+  flags: 0,
+  routerLifetime: 1800,
+  reachableTime: 0,
+  retransTimer: 0,
+};
+
+function ra(seq: number, rdnssLifetime = 1800): Uint8Array {
+  const options: NdOption[] = [
+    {
+      kind: "pio",
+      prefixLength: 64,
+      flags: 0xc0,
+      validLifetime: 86400,
+      preferredLifetime: 14400,
+      reserved2: 0,
+      prefix: "2001:db8:cafe::",
+    },
+    { kind: "rdnss", reserved: 0, lifetime: rdnssLifetime, servers: ["2001:db8:cafe::53"] },
+    { kind: "dnssl", reserved: 0, lifetime: 1800, domains: ["example.com."] },
+  ];
+  return encodeRa({
+    header: HEADER,
+    options: [{
+      kind: "pvd",
+      h: true,
+      l: false,
+      r: false,
+      reserved: 0,
+      delay: 0,
+      seq,
+      id: `${ID}.`,
+      options,
+    }],
+  });
+}
+
+function doc(prefixes: string[], dnsZones: string[]): string {
+  return JSON.stringify({
+    identifier: `${ID}.`,
+    expires: new Date(Date.now() + 3_600_000).toISOString(),
+    prefixes,
+    dnsZones,
+  });
+}
+
+type Line = Record<string, unknown>;
+const published = (l: Line) => l.publish as PvdConfig[] | undefined;
+const pvdIn = (l: Line) => published(l)?.find((p) => p.id === ID);
+
+Deno.test({
+  name: "e2e: RA discovery in a network namespace: PvD option, RDNSS, DNSSL, /.well-known/pvd",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    const router = await createNetns({ prefix: "pvr" });
+    const host = await createNetns({ prefix: "pvh" });
+    const cleanups: (() => Promise<unknown>)[] = [() => host.delete(), () => router.delete()];
+    const cleanup = async () => {
+      for (const c of cleanups.reverse()) await c().catch(() => {});
+    };
+    let runner: JsonLinesProcess | undefined;
+    let https: JsonLinesProcess | undefined;
+    try {
+      const veth = await createVethPair(
+        {
+          netns: router.name,
+          addresses: [
+            "fe80::1/64",
+            "2001:db8:cafe::1/64",
+            "2001:db8:cafe::53/64",
+            "2001:db8:cafe::443/64",
+          ],
+        },
+        { netns: host.name, addresses: [`${HOST_ADDR}/64`] },
+      );
+      cleanups.push(() => veth.delete());
+      await host.exec(["sysctl", "-qw", `net.ipv6.conf.${veth.b}.accept_ra=0`]);
+
+      const ca = await makeTestCa([ID]);
+      cleanups.push(() => ca.remove());
+      const docFile = `${ca.dir}/pvd.json`;
+      await Deno.writeTextFile(docFile, doc(["2001:db8:cafe::/48"], ["corp.example"]));
+
+      const dns = await startDnsmasq({
+        address: "2001:db8:cafe::53",
+        netns: router.name,
+        zones: ["example.com"],
+        records: [{ name: ID, type: "AAAA", value: "2001:db8:cafe::443" }],
+      });
+      cleanups.push(() => dns.stop());
+      https = startJsonLines([
+        Deno.execPath(),
+        "run",
+        "-A",
+        "--config",
+        DENO_JSON,
+        support("pvd_https_server.ts"),
+        "--address",
+        "2001:db8:cafe::443",
+        "--cert",
+        ca.certFile,
+        "--key",
+        ca.keyFile,
+        "--doc",
+        docFile,
+      ], router.name); // deno-fmt-ignore
+      cleanups.push(() => https!.stop());
+      await https.waitFor((l) => "listening" in l, { what: "the HTTPS server" });
+
+      const started = Date.now();
+      runner = startJsonLines([
+        Deno.execPath(),
+        "run",
+        "-A",
+        "--unstable-net",
+        "--config",
+        DENO_JSON,
+        support("ra_discovery_runner.ts"),
+        "--iface",
+        veth.b,
+        "--ca-file",
+        ca.caFile,
+      ], host.name); // deno-fmt-ignore
+      cleanups.push(() => runner!.stop());
+      const r = runner;
+      await r.waitFor((l) => String(l.log ?? "").startsWith("listening for router"), {
+        what: "the RA socket",
+      });
+
+      /** Sends `payload` until a new line matches (RAs are resent, as routers do). */
+      const sendUntil = async (payload: Uint8Array, pred: (l: Line) => boolean, what: string) => {
+        const from = r.lines.length;
+        for (let i = 0; i < 5; i++) {
+          await sendRa(router.name, veth.a, "fe80::1", payload);
+          try {
+            return await r.waitFor(pred, { from, timeoutMs: 2000, what });
+          } catch { /* resend */ }
+        }
+        return await r.waitFor(pred, { from, timeoutMs: 1000, what });
+      };
+      const requests = () =>
+        https!.lines.filter((l) => l.request).map((l) => l.request as Record<string, string>);
+
+      await t.step("the PvD appears with its prefix, RDNSS, DNSSL and source address", async () => {
+        const line = await sendUntil(ra(1), (l) => pvdIn(l) !== undefined, "the PvD");
+        const p = pvdIn(line)!;
+        assert.equal(p.origin, "ra");
+        assert.equal(p.implicit, false);
+        assert.equal(p.interface, veth.b);
+        assert.deepEqual(p.prefixes.map((c) => c.text), ["2001:db8:cafe::/64"]);
+        assert.deepEqual(p.servers.map((s) => [s.protocol, s.address, s.port]), [
+          ["udp", "2001:db8:cafe::53", 53],
+        ]);
+        assert.deepEqual(p.searchDomains, ["example.com."]);
+        assert.deepEqual(p.sourceAddresses, [HOST_ADDR]);
+        assert.equal(p.default, true);
+      });
+
+      await t.step("its additional information is fetched from its source address", async () => {
+        const line = await r.waitFor((l) => pvdIn(l)?.additionalInfo !== undefined, {
+          what: "additional information",
+        });
+        const p = pvdIn(line)!;
+        assert.deepEqual(p.dnsZones, ["corp.example."]);
+        assert.equal(p.additionalInfo!.identifier, ID);
+        const reqs = requests();
+        assert.equal(reqs.length, 1);
+        assert.equal(reqs[0]!.from, HOST_ADDR);
+        assert.equal(reqs[0]!.path, "/.well-known/pvd");
+        assert.equal(reqs[0]!.host, ID);
+        assert.equal(reqs[0]!.accept, "application/pvd+json");
+        assert.equal(reqs[0]!.userAgent, null);
+        // The PvD ID was looked up at the PvD's own RDNSS, from the PvD's address.
+        const q = await dns.waitForQuery((q) => q.name.toLowerCase() === ID && q.type === "AAAA");
+        assert.equal(q.from.replace(/#\d+$/, ""), HOST_ADDR);
+      });
+
+      await t.step("an RA with RDNSS lifetime 0 removes the server", async () => {
+        const line = await sendUntil(
+          ra(1, 0),
+          (l) => pvdIn(l)?.servers.length === 0,
+          "the server removed",
+        );
+        const p = pvdIn(line)!;
+        assert.deepEqual(p.prefixes.map((c) => c.text), ["2001:db8:cafe::/64"], "the PvD stays");
+        assert.ok(p.additionalInfo, "same sequence number: the information stays");
+        assert.equal(requests().length, 1);
+      });
+
+      await t.step("a new sequence number triggers a refetch", async () => {
+        await Deno.writeTextFile(docFile, doc(["2001:db8:cafe::/48"], ["corp2.example"]));
+        const from = r.lines.length;
+        await sendUntil(
+          ra(2),
+          (l) => pvdIn(l) !== undefined && pvdIn(l)!.additionalInfo === undefined,
+          "the information deprecated",
+        );
+        const line = await r.waitFor(
+          (l) => pvdIn(l)?.dnsZones.includes("corp2.example.") === true,
+          { from, timeoutMs: 20_000, what: "the refetched information" },
+        );
+        assert.ok(pvdIn(line)!.servers.length === 1, "the RA brought the server back");
+        const reqs = requests();
+        assert.equal(reqs.length, 2);
+        assert.ok(reqs.every((q) => q.from === HOST_ADDR));
+        assert.ok(Date.now() - started >= 10_000, "at least 10 s after the first fetch");
+      });
+
+      await t.step("a JSON whose prefixes do not cover the RA's prefix is ignored", async () => {
+        await Deno.writeTextFile(docFile, doc(["2001:db8:f00d::/48"], ["evil.example"]));
+        const from = r.lines.length;
+        await sendUntil(
+          ra(3),
+          (l) => pvdIn(l) !== undefined && pvdIn(l)!.additionalInfo === undefined,
+          "the information deprecated",
+        );
+        await r.waitFor((l) => String(l.log ?? "").includes("do not cover"), {
+          from,
+          timeoutMs: 20_000,
+          what: "the invalid object",
+        });
+        assert.equal(requests().length, 3);
+        await sleep(300);
+        const last = [...r.lines].reverse().find((l) => published(l))!;
+        const p = pvdIn(last)!;
+        assert.equal(p.additionalInfo, undefined);
+        assert.deepEqual(p.dnsZones, []);
+        assert.equal(p.servers.length, 1, "the PvD stays usable");
+      });
+      console.log(`RA discovery e2e: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    } catch (e) {
+      if (runner) console.error(`runner stderr:\n${runner.stderr()}`);
+      if (https) console.error(`https stderr:\n${https.stderr()}`);
+      throw e;
+    } finally {
+      await cleanup();
+    }
+  },
+});
