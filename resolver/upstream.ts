@@ -309,7 +309,8 @@ export class PvdUpstreams {
 
   #failed(state: ServerState): void {
     state.fails++;
-    state.srtt = Math.max(state.srtt, this.#options.upstream.timeoutMs) * 1.5;
+    const { timeoutMs } = this.#options.upstream;
+    state.srtt = Math.min(Math.max(state.srtt, timeoutMs) * 1.5, 20 * timeoutMs);
     if (this.#isDown(state) && !state.probing) void this.#probe(state);
   }
 

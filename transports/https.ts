@@ -165,7 +165,7 @@ export class HttpsTransport implements Transport {
     if (type.split(";")[0]!.trim().toLowerCase() !== MEDIA_TYPE) {
       throw new TransportError("http", `${this.server.text}: content type ${JSON.stringify(type)}`);
     }
-    if (!answersQuery(wire, body)) {
+    if (body.length > 65535 || !answersQuery(wire, body)) {
       throw new TransportError(
         "bad-answer",
         `${this.server.text}: the body does not answer the query`,

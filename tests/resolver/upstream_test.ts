@@ -292,7 +292,7 @@ Deno.test("PvdUpstreams fails over inside the PvD on every wire: the black-holed
         const other = pvdOf("other.example", loopbackAddress({ port: 0 }), [otherDns.address]);
         const guard = new LeakGuard([home, other], { onBlocked: () => {} });
         const up = new PvdUpstreams(home, {
-          upstream: { timeoutMs: 300, deadlineMs: 3000, maxFails: 3 },
+          upstream: { timeoutMs: 500, deadlineMs: 3000, maxFails: 3 },
           cache: CACHE,
           guard,
           probeIntervalMs: 60_000, // no probe during the test
