@@ -23,6 +23,10 @@ import type { EncryptedDns, NdOption, RouterAdvertisement } from "./ra_codec.ts"
 
 /** An infinite lifetime (0xffffffff seconds). */
 export const INFINITE = 0xffffffff;
+/** At most this many PvDs per interface (a flood of forged RAs cannot grow the table). */
+export const MAX_PVDS_PER_INTERFACE = 32;
+/** At most this many prefixes, servers, search domains or DNR resolvers per PvD. */
+export const MAX_ELEMENTS = 32;
 
 /** The PvD option fields that matter after decoding. */
 export interface PvdFlags {
@@ -85,6 +89,11 @@ export function pioCidr(prefix: string, length: number): Cidr | undefined {
   return { text: `${address}/${length}`, family: 6, address, prefixLength: length };
 }
 
+/** True when `key` is already in `m` or `m` has room for one more element. */
+function room(m: Map<string, unknown>, key: string): boolean {
+  return m.has(key) || m.size < MAX_ELEMENTS;
+}
+
 function isLinkLocal(address: string): boolean {
   return /^fe[89ab]/i.test(address);
 }
@@ -118,6 +127,12 @@ export class RaPvdTable {
       };
     }
     if (!pvd) {
+      if (this.pvds.filter((p) => p.interface === iface).length >= MAX_PVDS_PER_INTERFACE) {
+        return {
+          applied: false,
+          reason: `${iface} already has ${MAX_PVDS_PER_INTERFACE} PvDs; PvD ${id} is ignored`,
+        };
+      }
       pvd = {
         id,
         implicit: !pvdOption,
@@ -154,7 +169,9 @@ export class RaPvdTable {
         if (!cidr) return;
         this.#takeFromOthers(pvd, (p) => p.prefixes.delete(cidr.text));
         if (o.validLifetime === 0) pvd.prefixes.delete(cidr.text);
-        else pvd.prefixes.set(cidr.text, { cidr, expiresAt: expiry(now, o.validLifetime) });
+        else if (room(pvd.prefixes, cidr.text)) {
+          pvd.prefixes.set(cidr.text, { cidr, expiresAt: expiry(now, o.validLifetime) });
+        }
         return;
       }
       case "rdnss":
@@ -162,7 +179,7 @@ export class RaPvdTable {
           const key = isLinkLocal(s) ? `${s}%${iface}` : s;
           this.#takeFromOthers(pvd, (p) => p.rdnss.delete(key));
           if (o.lifetime === 0) pvd.rdnss.delete(key);
-          else pvd.rdnss.set(key, expiry(now, o.lifetime));
+          else if (room(pvd.rdnss, key)) pvd.rdnss.set(key, expiry(now, o.lifetime));
         }
         return;
       case "dnssl":
@@ -170,7 +187,7 @@ export class RaPvdTable {
           const key = d.toLowerCase();
           this.#takeFromOthers(pvd, (p) => p.dnssl.delete(key));
           if (o.lifetime === 0) pvd.dnssl.delete(key);
-          else pvd.dnssl.set(key, expiry(now, o.lifetime));
+          else if (room(pvd.dnssl, key)) pvd.dnssl.set(key, expiry(now, o.lifetime));
         }
         return;
       case "dnr":
@@ -178,7 +195,9 @@ export class RaPvdTable {
           const key = `${o.adn.toLowerCase()}|${address}`;
           this.#takeFromOthers(pvd, (p) => p.dnr.delete(key));
           if (o.lifetime === 0) pvd.dnr.delete(key);
-          else pvd.dnr.set(key, { option: o, address, expiresAt: expiry(now, o.lifetime) });
+          else if (room(pvd.dnr, key)) {
+            pvd.dnr.set(key, { option: o, address, expiresAt: expiry(now, o.lifetime) });
+          }
         }
         return;
       default:

@@ -14,7 +14,8 @@
  * address in the prefix is added by the test (`ip addr add … nodad`), and `accept_ra` is 0 on
  * the host side: the kernel learns nothing, pvdns learns everything from its own raw socket.
  *
- * Asserted: the PvD is published with its prefix, RDNSS, DNSSL and source address; its ID is
+ * Asserted: RAs with hop limit 64 or a global source are dropped (what the FFI socket reports
+ * of real packets); the PvD is published with its prefix, RDNSS, DNSSL and source address; its ID is
  * looked up at its own RDNSS from that address and the JSON is fetched from that address, then
  * its `dnsZones` are published; an RA with RDNSS lifetime 0 removes the server; a new sequence
  * number refetches (after the 10 s per-PvD minimum); a JSON whose `prefixes` do not cover the
@@ -186,6 +187,21 @@ Deno.test({
       };
       const requests = () =>
         https!.lines.filter((l) => l.request).map((l) => l.request as Record<string, string>);
+
+      await t.step("RAs with hop limit 64, or from a global address, are dropped", async () => {
+        const from = r.lines.length;
+        await sendRa(router.name, veth.a, "fe80::1", ra(1), 64);
+        await r.waitFor((l) => String(l.log ?? "").includes("hop limit 64, not 255"), {
+          from,
+          what: "the hop limit check",
+        });
+        await sendRa(router.name, veth.a, "2001:db8:cafe::1", ra(1));
+        await r.waitFor((l) => String(l.log ?? "").includes("source is not link-local"), {
+          from,
+          what: "the source check",
+        });
+        assert.ok(!r.lines.some((l) => published(l)), "nothing published");
+      });
 
       await t.step("the PvD appears with its prefix, RDNSS, DNSSL and source address", async () => {
         const line = await sendUntil(ra(1), (l) => pvdIn(l) !== undefined, "the PvD");

@@ -418,6 +418,24 @@ Deno.test("ra discovery: DNR resolvers become tls/https servers, best SvcPriorit
   }
 });
 
+Deno.test("ra discovery: bounded: at most 32 PvDs per interface, 32 servers per PvD", async () => {
+  const h = await harness();
+  try {
+    for (let i = 0; i < 34; i++) {
+      await h.send(ra([rdnss([`2001:db8:cafe::${i + 1}`])]), { source: `fe80::${i + 1}` });
+    }
+    assert.equal(h.last().length, 32);
+    assert.ok(h.logs.some((l) => l.includes("eth1 already has 32 PvDs")));
+    for (let i = 0; i < 10; i++) {
+      const servers = Array.from({ length: 4 }, (_, k) => `2001:db8:f00d::${i * 4 + k + 1}`);
+      await h.send(ra([rdnss(servers)]), { source: "fe80::1" });
+    }
+    assert.equal(h.pvd("ra:eth1:fe80::1")!.servers.length, 32);
+  } finally {
+    await h.close();
+  }
+});
+
 // ---------------------------------------------------------------------------------------------
 // Lifetimes
 
