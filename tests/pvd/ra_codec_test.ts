@@ -120,6 +120,28 @@ Deno.test("codec: ex1 router lifetime, ex2 inner RA header, ex3 DNSSL names", as
   });
 });
 
+Deno.test("codec: what RFC 8801 §3.1 says a receiver ignores does not fail the option", async () => {
+  // ex2's PvD option with every reserved bit set, a non-zero padding octet, and an inner RA
+  // header with type 0, code 7 and checksum 0xbeef.
+  const f = await fixture("ex2.json");
+  const b = unhex(f.pvd_option_hex as string);
+  b[2] = 0x3f;
+  b[3] = 0xf0; // R=1, Reserved = 0x1ff, Delay 0
+  b[23] = 0x5a; // the padding octet after bar.example.org.
+  b[24] = 0;
+  b[25] = 7;
+  b[26] = 0xbe;
+  b[27] = 0xef;
+  const d = decodeOption(b);
+  assert.ok(d.ok, JSON.stringify(d));
+  const o = d.value as PvdOption;
+  assert.equal(o.reserved, 0x1ff);
+  assert.equal(o.h, false);
+  assert.equal(o.id, "bar.example.org.");
+  assert.equal(o.raHeader!.routerLifetime, 1600);
+  assert.deepEqual(o.options.map((x) => x.kind), ["pio", "rdnss"]);
+});
+
 Deno.test("codec: the DNR fixture decodes to its fields and encodes back", async () => {
   const f = await fixture("dnr.json");
   const fields = f.fields as Record<string, unknown>;

@@ -380,6 +380,21 @@ Deno.test("ra discovery: options outside the PvD option belong to the PvD; a pre
   }
 });
 
+Deno.test("ra discovery: with several PvD options in one RA, all but the first are ignored", async () => {
+  const h = await harness();
+  try {
+    await h.send(ra([
+      pvdOption("first.example.com", { h: false, options: [rdnss(["2001:db8:cafe::1"])] }),
+      pvdOption("second.example.com", { h: false, options: [rdnss(["2001:db8:cafe::2"])] }),
+    ]));
+    assert.deepEqual(h.last().map((p) => [p.id, p.servers.map((s) => s.text)]), [
+      ["first.example.com", ["2001:db8:cafe::1"]],
+    ]);
+  } finally {
+    await h.close();
+  }
+});
+
 Deno.test("ra discovery: DNR resolvers become tls/https servers, best SvcPriority first, before RDNSS", async () => {
   const h = await harness();
   try {
