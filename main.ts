@@ -4,10 +4,12 @@
  * ```
  * pvdns serve [--config FILE]     run the stub (embedded default from the host without --config)
  * pvdns check --config FILE       validate a config file and print the result
+ * pvdns pvds | query | flush | reload | stats   ask the running daemon (control API)
  * pvdns --version
  * ```
  *
- * Exit status: 0 on success, 1 on a runtime failure, 2 on a usage or configuration error.
+ * Exit status: 0 on success, 1 on a runtime failure, 2 on a usage or configuration error, 3 when
+ * the daemon cannot be reached.
  *
  * @module
  */
@@ -20,6 +22,20 @@ import { explainRoute } from "./policy/explain.ts";
 import { checkRoutes } from "./policy/route_check.ts";
 import { watchHost } from "./pvd/host_watch.ts";
 import { createStub, type Stub } from "./resolver/stub.ts";
+import {
+  type HttpListener,
+  type ReloadOutcome,
+  startControl,
+  startMetrics,
+} from "./resolver/control.ts";
+import {
+  flushCommand,
+  pvdsCommand,
+  queryCommand,
+  reloadCommand,
+  statsCommand,
+} from "./client/cli.ts";
+import { DEFAULT_CONTROL } from "./client/remote.ts";
 import { encryptionMode } from "./resolver/upstream.ts";
 
 /** The version printed by `pvdns --version`. */
@@ -35,7 +51,17 @@ commands:
   check --config FILE     validate a config file; print the normalised result as JSON
   --version               print the version
 
-Exit status 2 means a usage or configuration error; nothing was started.`;
+asking the running daemon (control API: --control URL or PVDNS_CONTROL, default
+${DEFAULT_CONTROL}; --token TOKEN or PVDNS_TOKEN for a TCP control listener):
+  pvds [--json]           the PvDs in force
+  query NAME [TYPE] [--pvd ID] [--json]
+                          resolve through the daemon: answer, PvD, source, time
+  flush [--pvd ID]        empty the cache of one PvD, or of all
+  reload                  read the config file again
+  stats                   queries, answers and cache use per PvD
+
+Exit status 2 means a usage or configuration error; nothing was started. 3 means the daemon
+could not be reached.`;
 
 /** Port used by the embedded default when 127.0.0.53:53 cannot be bound. */
 export const FALLBACK_PORT = 5053;
@@ -76,8 +102,19 @@ async function serve(configPath: string | undefined): Promise<number> {
   }
   for (const pvd of config.pvds) console.log(describePvd(pvd));
   for (const text of stub.listening) console.log(`pvdns: listening on ${text} (udp, tcp)`);
-  console.log("pvdns: ready");
   const reloader = configPath ? watchConfig(configPath, stub) : undefined;
+  let http: HttpListener[];
+  try {
+    http = await startHttp(config, stub, reloader && (() => reloader.reload("control API")), {
+      embedded: !configPath,
+    });
+  } catch (e) {
+    console.error(`pvdns: cannot start: ${(e as Error).message}`);
+    reloader?.close();
+    await stub.close();
+    return 1;
+  }
+  console.log("pvdns: ready");
   stub.onPvdChange((events) => {
     for (const e of events) {
       console.log(`pvdns: PvD ${e.pvd.id} ${e.type} (${e.pvd.origin})`);
@@ -99,10 +136,54 @@ async function serve(configPath: string | undefined): Promise<number> {
     Deno.addSignalListener("SIGINT", stop);
   });
   await stopped;
+  for (const listener of http) await listener.close();
   reloader?.close();
   hostWatch?.close();
   await stub.close();
   return 0;
+}
+
+/**
+ * Starts the control API and the metrics listener the config asks for. The embedded default
+ * (no config file) offers the control API on the default Unix socket when it can.
+ */
+async function startHttp(
+  config: Config,
+  stub: Stub,
+  reload: (() => Promise<ReloadOutcome>) | undefined,
+  options: { embedded: boolean },
+): Promise<HttpListener[]> {
+  const started: HttpListener[] = [];
+  try {
+    const control = config.control ?? (options.embedded ? { listen: DEFAULT_CONTROL } : undefined);
+    if (control) {
+      try {
+        const c = await startControl(stub, { ...control, reload, version: VERSION });
+        started.push(c);
+        console.log(`pvdns: control API on ${c.url}`);
+      } catch (e) {
+        if (config.control) {
+          throw new Error(`control.listen ${control.listen}: ${(e as Error).message}`);
+        }
+        console.error(
+          `pvdns: control API off: cannot listen on ${control.listen}: ${(e as Error).message}`,
+        );
+      }
+    }
+    if (config.metrics) {
+      try {
+        const m = await startMetrics(stub.registry, config.metrics.listen);
+        started.push(m);
+        console.log(`pvdns: metrics on ${m.url}/metrics`);
+      } catch (e) {
+        throw new Error(`metrics.listen ${config.metrics.listen}: ${(e as Error).message}`);
+      }
+    }
+    return started;
+  } catch (e) {
+    for (const l of started) await l.close();
+    throw e;
+  }
 }
 
 /** Loads `--config FILE` or the embedded default; prints errors and returns null on failure. */
@@ -185,11 +266,14 @@ function describePvd(pvd: PvdConfig): string {
  * Reloads the config file on SIGHUP and when the file changes. A file that does not validate is
  * refused with its errors and the running config keeps serving.
  */
-function watchConfig(path: string, stub: Stub): { close(): void } {
+function watchConfig(
+  path: string,
+  stub: Stub,
+): { close(): void; reload(why: string): Promise<ReloadOutcome> } {
   let timer: ReturnType<typeof setTimeout> | undefined;
-  let running = Promise.resolve();
-  const reload = (why: string) => {
-    running = running.then(async () => {
+  let running: Promise<unknown> = Promise.resolve();
+  const reload = (why: string): Promise<ReloadOutcome> => {
+    const run = running.then(async (): Promise<ReloadOutcome> => {
       try {
         const next = await loadConfigFile(path);
         const r = await stub.reload(next);
@@ -206,6 +290,7 @@ function watchConfig(path: string, stub: Stub): { close(): void } {
           const pvd = next.pvds.find((p) => p.id === id);
           if (pvd) console.log(describePvd(pvd));
         }
+        return { ok: true, result: r };
       } catch (e) {
         stub.metrics.reload("failure");
         const errors = e instanceof ConfigError ? e.errors : [(e as Error).message];
@@ -213,8 +298,11 @@ function watchConfig(path: string, stub: Stub): { close(): void } {
           `pvdns: reload of ${path} refused (${why}); still serving the previous config:`,
         );
         for (const line of errors) console.error(`  ${line}`);
+        return { ok: false, errors };
       }
     });
+    running = run;
+    return run;
   };
   const onHup = () => reload("SIGHUP");
   Deno.addSignalListener("SIGHUP", onHup);
@@ -238,6 +326,7 @@ function watchConfig(path: string, stub: Stub): { close(): void } {
       Deno.removeSignalListener("SIGHUP", onHup);
       watcher.close();
     },
+    reload,
   };
 }
 
@@ -274,6 +363,9 @@ export async function main(args: string[]): Promise<number> {
         from: { type: "string" },
         listener: { type: "string" },
         pvd: { type: "string" },
+        json: { type: "boolean" },
+        control: { type: "string" },
+        token: { type: "string" },
         version: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -300,6 +392,22 @@ export async function main(args: string[]): Promise<number> {
       return await route(positionals.slice(1), values);
     case "doctor":
       return await doctor(values.config);
+    case "pvds":
+      return await pvdsCommand(values, { json: values.json });
+    case "query": {
+      const [name, type] = positionals.slice(1);
+      if (!name) {
+        console.error(`pvdns: query needs a NAME\n${USAGE}`);
+        return 2;
+      }
+      return await queryCommand(values, name, type ?? "A", { pvd: values.pvd, json: values.json });
+    }
+    case "flush":
+      return await flushCommand(values, values.pvd);
+    case "reload":
+      return await reloadCommand(values);
+    case "stats":
+      return await statsCommand(values);
     default:
       console.error(`pvdns: unknown command "${positionals[0]}"\n${USAGE}`);
       return 2;

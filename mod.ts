@@ -4,6 +4,20 @@
  * servers of the one PvD that owns it, caches answers per PvD, and never lets a query or an
  * answer cross from one network into another.
  *
+ * Applications resolve *in a PvD* with {@linkcode PvdResolver} (shaped like Node's
+ * `dns.promises.Resolver`), over a stub in the same process or, with {@linkcode connect}, over
+ * the control API of a running daemon; `lookup()` also says which source address to bind.
+ *
+ * @example Resolve in one PvD and bind that PvD's source address
+ * ```ts ignore
+ * import { connect } from "./mod.ts";
+ *
+ * const pvdns = connect("unix:/run/pvdns.sock");
+ * const best = await pvdns.lookup("git.corp.example.com", { pvd: "vpn.example.com" });
+ * console.log(best); // { address: "10.8.1.20", family: 4, source: "10.8.0.2", pvd: "vpn.example.com" }
+ * for await (const change of pvdns.watchPvds()) console.log(change.type, change.pvd.id);
+ * ```
+ *
  * @example Run a stub inside a Deno program
  * ```ts ignore
  * import { createStub, parseConfig } from "./mod.ts";
@@ -27,3 +41,62 @@ export { type Route, type RouteInput, Router, type RouteStep } from "./policy/ro
 export { type ExplainInput, explainRoute } from "./policy/explain.ts";
 export { checkRoutes, type RouteCheck } from "./policy/route_check.ts";
 export { LeakBlockedError, LeakGuard } from "./policy/leak_guard.ts";
+export {
+  type Answered,
+  type Exchange,
+  type ExchangeOptions,
+  type LookupAddress,
+  type LookupOptions,
+  type MxRecord,
+  type PvdBackend,
+  type PvdRecords,
+  PvdResolver,
+  type PvdResolverOptions,
+  type RecordTypes,
+  type RecordWithTtl,
+  type ResolveAddressOptions,
+  type ResolveOptions,
+  type SoaRecord,
+  type SrvRecord,
+  stubBackend,
+  type WatchOptions,
+} from "./client/resolver.ts";
+export {
+  connect,
+  type ConnectOptions,
+  ControlClient,
+  DEFAULT_CONTROL,
+  type Health,
+  type ReloadReport,
+} from "./client/remote.ts";
+export {
+  ControlError,
+  DnsError,
+  type DnsErrorCode,
+  type DnsErrorInit,
+  type Problem,
+} from "./client/errors.ts";
+export {
+  type SelectedAddress,
+  selectSource,
+  sortDestinations,
+} from "./client/address_selection.ts";
+export type { PvdAdditionalInfoJson, PvdChange, PvdInfo } from "./resolver/pvd_info.ts";
+export type { DnsJson, DnsJsonRecord } from "./resolver/dns_json.ts";
+export {
+  type ControlOptions,
+  type HttpListener,
+  type MetricsSource,
+  type ReloadOutcome,
+  startControl,
+  startMetrics,
+} from "./resolver/control.ts";
+export type { Answer, AnswerSource, ClientInfo } from "./resolver/pipeline.ts";
+export type { ReloadResult } from "./resolver/stub.ts";
+export type { PvdChanges } from "./resolver/pvd_set.ts";
+export type { PvdEvent } from "./pvd/registry.ts";
+export type { IpRunner } from "./pvd/ip_command.ts";
+export type { GuardedPvd } from "./policy/leak_guard.ts";
+export type { ParseConfigOptions } from "./resolver/config.ts";
+export type { Query } from "./resolver/wire.ts";
+export type { StoredResponse } from "./resolver/response.ts";

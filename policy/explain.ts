@@ -10,6 +10,7 @@ import { type Route, Router } from "./router.ts";
 
 /** What {@linkcode explainRoute} looks at. */
 export interface ExplainInput {
+  /** The name to route. */
   readonly name: string;
   /** A type name (`AAAA`) or number. @default "A" */
   readonly type?: string;

@@ -8,8 +8,11 @@
 
 /** What the guard needs to know of a PvD. */
 export interface GuardedPvd {
+  /** PvD id. */
   readonly id: string;
+  /** Addresses the PvD's upstream sockets may be bound to. */
   readonly sourceAddresses: readonly string[];
+  /** The only destinations the PvD may send to. */
   readonly servers: readonly { readonly address?: string; readonly port: number }[];
 }
 

@@ -14,14 +14,17 @@ import type { PvdConfig } from "../resolver/config_types.ts";
 
 /** The verdict for one server. */
 export interface RouteCheck {
+  /** The PvD checked. */
   readonly pvd: string;
   /** The server as written in the config. */
   readonly server: string;
+  /** The PvD source address the route was asked from. */
   readonly source: string;
   /** The interface the kernel would use. */
   readonly via?: string;
   /** The interface it should use. */
   readonly expected?: string;
+  /** True when the kernel would use the PvD's own interface. */
   readonly ok: boolean;
   /** One line for a person. */
   readonly detail: string;

@@ -61,6 +61,7 @@ export type Route =
 export interface RouteInput {
   /** Lower case, trailing dot. */
   readonly qname: string;
+  /** The query type number. */
   readonly qtype: number;
   /** The client's address. */
   readonly client?: string | undefined;

@@ -11,7 +11,9 @@ import type { Config, PvdConfig, PvdOrigin } from "../resolver/config_types.ts";
 
 /** One change of the merged set, as `watchPvds()` reports it. */
 export interface PvdEvent {
+  /** What happened to the PvD. */
   readonly type: "added" | "changed" | "removed";
+  /** The PvD after the change (before it, for `removed`). */
   readonly pvd: PvdConfig;
 }
 

@@ -112,9 +112,13 @@ export interface ListenerConfig {
 
 /** Record data for a rule whose action is `answer`. */
 export interface LocalAnswerConfig {
+  /** IPv4 addresses to answer. */
   readonly A: readonly string[];
+  /** IPv6 addresses to answer. */
   readonly AAAA: readonly string[];
+  /** A CNAME target to answer for every type. */
   readonly CNAME?: string;
+  /** TXT texts to answer. */
   readonly TXT: readonly string[];
   /** TTL of the local records, seconds. */
   readonly ttl: number;
@@ -127,6 +131,7 @@ export type RuleAction = "route" | "refuse" | "nxdomain" | "answer";
 export interface RuleConfig {
   /** Index of the rule in the config file, for explanations. */
   readonly index: number;
+  /** What a query must match (every key given). */
   readonly match: {
     /** Name suffixes, lower case with trailing dot. */
     readonly suffix?: readonly string[];
@@ -137,6 +142,7 @@ export interface RuleConfig {
     /** Query type names, upper case (`"AAAA"`). */
     readonly qtype?: readonly string[];
   };
+  /** What the rule does. */
   readonly action: RuleAction;
   /** Target PvD when `action` is `route`. */
   readonly pvd?: string;
@@ -150,9 +156,9 @@ export interface RuleConfig {
 export interface CacheConfig {
   /** Entries per PvD. @default 100000 */
   readonly maxEntries: number;
-  /** @default 0 */
+  /** Shortest TTL a positive answer is kept, seconds. @default 0 */
   readonly minTtl: number;
-  /** @default 86400 */
+  /** Longest TTL a positive answer is kept, seconds. @default 86400 */
   readonly maxTtl: number;
   /** Cap for negative answers (RFC 2308). @default 3600 */
   readonly negativeMaxTtl: number;
@@ -185,14 +191,24 @@ export interface LimitsConfig {
 
 /** The whole, validated configuration. Frozen deeply. */
 export interface Config {
+  /** DNS listeners. */
   readonly listen: readonly ListenerConfig[];
+  /** The HTTP control API, when on. */
   readonly control?: { readonly listen: string; readonly token?: string };
+  /** The Prometheus `/metrics` listener, when on. */
   readonly metrics?: { readonly listen: string };
+  /** Extra trust anchors for DoT/DoH and `/.well-known/pvd`. */
   readonly caFile?: string;
+  /** Where PvDs are discovered besides the file. */
   readonly discovery: { readonly ra: readonly string[]; readonly host: boolean };
+  /** The PvDs. */
   readonly pvds: readonly PvdConfig[];
+  /** Policy rules, first match wins. */
   readonly rules: readonly RuleConfig[];
+  /** Cache limits and TTL clamps. */
   readonly cache: CacheConfig;
+  /** Timing of upstream queries. */
   readonly upstream: UpstreamOptions;
+  /** Resource bounds. */
   readonly limits: LimitsConfig;
 }

@@ -20,8 +20,11 @@ export type AnswerSource = "cache" | "upstream" | "local" | "policy";
 
 /** Who asked, and through what. */
 export interface ClientInfo {
+  /** Source address; empty for library and control API queries (no client routing). */
   readonly address: string;
+  /** Source port (0 for the API). */
   readonly port: number;
+  /** How the query arrived. */
   readonly transport: "udp" | "tcp" | "api";
 }
 
@@ -40,7 +43,9 @@ export interface QueryContext {
 
 /** The result of the pipeline. */
 export interface Answer {
+  /** The reply, before rendering for one client. */
   readonly response: StoredResponse;
+  /** Where it came from. */
   readonly source: AnswerSource;
   /** The PvD that answered, when one did. */
   readonly pvd?: string | undefined;

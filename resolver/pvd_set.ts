@@ -18,8 +18,11 @@ import { PvdUpstreams } from "./upstream.ts";
 
 /** What changed in one {@linkcode PvdSet.apply}. */
 export interface PvdChanges {
+  /** PvDs that are new. */
   readonly added: readonly string[];
+  /** PvDs whose description changed (their cache was emptied). */
   readonly changed: readonly string[];
+  /** PvDs that are gone. */
   readonly removed: readonly string[];
 }
 

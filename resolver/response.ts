@@ -18,6 +18,7 @@ export interface StoredResponse {
   readonly ttlOffsets: readonly number[];
   /** The TTL to serve at each offset when fresh (already clamped). */
   readonly ttls: readonly number[];
+  /** Response code. */
   readonly rcode: number;
   /** When it was received (clock ms). */
   readonly storedAt: number;

@@ -33,7 +33,11 @@ export interface StubOptions {
   readonly runIp?: IpRunner;
   /** How often strictRoutes PvDs are checked again, ms. @default 10000 */
   readonly routeCheckMs?: number;
-  /** Where metrics are registered. @default a new prom-client Registry */
+  /**
+   * Where metrics are registered (a prom-client `Registry`). @default a new Registry
+   *
+   * @ignore prom-client's own types are not part of pvdns's documented surface
+   */
   readonly registry?: Registry;
   /** The version reported in `pvdns_build_info`. @default "dev" */
   readonly version?: string;
@@ -41,7 +45,9 @@ export interface StubOptions {
 
 /** What a reload did. */
 export interface ReloadResult extends PvdChanges {
+  /** Listeners opened by the reload. */
   readonly listenersAdded: readonly string[];
+  /** Listeners closed by the reload. */
   readonly listenersRemoved: readonly string[];
 }
 
@@ -57,9 +63,18 @@ export interface Stub {
   readonly guard: LeakGuard;
   /** Queries a rule's fallback sent to a second PvD, keyed `from->to`. */
   readonly fallbacks: ReadonlyMap<string, number>;
-  /** The registry its metrics live on (serve it at `/metrics`). */
+  /**
+   * The prom-client `Registry` its metrics live on: `await stub.registry.metrics()` is the text
+   * exposition (the control API serves it at `/metrics`).
+   *
+   * @ignore prom-client's own types are not part of pvdns's documented surface
+   */
   readonly registry: Registry;
-  /** Its metrics (reload outcomes are counted by whoever reloads). */
+  /**
+   * Its metrics (reload outcomes are counted by whoever reloads).
+   *
+   * @ignore internal: read them through `registry`
+   */
   readonly metrics: ResolverMetrics;
   /** Empties the cache of one PvD, or of all; returns how many entries were dropped. */
   flush(pvd?: string): number;
@@ -82,8 +97,12 @@ export interface Stub {
 
 /** Options of {@linkcode Stub.handle}. */
 export interface HandleOptions {
+  /** The listener the query came in on (listener-bound PvD, listener rules). */
   readonly listener?: ListenerConfig | undefined;
+  /** A PvD chosen by the caller: the query goes there (unknown PvD → REFUSED). */
   readonly explicitPvd?: string | undefined;
+  /** Told which PvD answered, and how, before the reply is rendered (library, control API). */
+  readonly onAnswer?: ((answer: Answer) => void) | undefined;
 }
 
 /** A listener's sockets and the config it serves with (updated in place on reload). */
@@ -199,10 +218,16 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
     } catch (e) {
       return failed(q)(e);
     }
-    if (!(answer instanceof Promise)) return render(answer, q, client.transport);
+    if (!(answer instanceof Promise)) {
+      opts.onAnswer?.(answer);
+      return render(answer, q, client.transport);
+    }
     inFlight++;
     const t0 = performance.now();
-    return answer.then((a) => render(a, q, client.transport, t0), failed(q))
+    return answer.then((a) => {
+      opts.onAnswer?.(a);
+      return render(a, q, client.transport, t0);
+    }, failed(q))
       .finally(() => inFlight--);
   };
   const handle = (raw: Uint8Array, client: ClientInfo, opts: HandleOptions = {}) =>

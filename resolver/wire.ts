@@ -50,11 +50,15 @@ export const EDNS_UDP_SIZE = 1232;
 export interface Query {
   /** The bytes as received. */
   readonly raw: Uint8Array;
+  /** Message ID. */
   readonly id: number;
+  /** The 16-bit flags word of the header. */
   readonly flags: number;
   /** Question name: lower case, presentation form with trailing dot, `\DDD` for odd bytes. */
   readonly qname: string;
+  /** Question type. */
   readonly qtype: number;
+  /** Question class. */
   readonly qclass: number;
   /** Offset just past QCLASS: `raw.subarray(12, questionEnd)` is the question as the client wrote it. */
   readonly questionEnd: number;
