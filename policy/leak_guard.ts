@@ -48,6 +48,7 @@ export interface LeakGuardOptions {
 export class LeakGuard {
   #allowed = new Map<string, { servers: Set<string>; sources: Set<string> }>();
   #blocked = new Map<string, number>();
+  #learned = new Map<string, Set<string>>();
   #logged = new Set<string>();
   #onBlocked: NonNullable<LeakGuardOptions["onBlocked"]>;
 
@@ -61,7 +62,10 @@ export class LeakGuard {
     this.update(pvds);
   }
 
-  /** Replaces the set of PvDs (on reload or discovery); counters are kept. */
+  /**
+   * Replaces the set of PvDs (on reload or discovery); counters are kept, and so are addresses
+   * learned for PvDs that are still there.
+   */
   update(pvds: Iterable<GuardedPvd>): void {
     const next = new Map<string, { servers: Set<string>; sources: Set<string> }>();
     for (const p of pvds) {
@@ -70,7 +74,26 @@ export class LeakGuard {
         sources: new Set(p.sourceAddresses),
       });
     }
+    for (const [id, learned] of this.#learned) {
+      const entry = next.get(id);
+      if (!entry) this.#learned.delete(id);
+      else for (const k of learned) entry.servers.add(k);
+    }
     this.#allowed = next;
+  }
+
+  /**
+   * Adds a server address a PvD learned through its own Do53 servers (the address of a
+   * `https://HOST/PATH` server). Only the PvD's own upstreams call this; it widens nothing else.
+   */
+  learn(pvd: string, address: string, port: number): void {
+    const entry = this.#allowed.get(pvd);
+    if (!entry) return;
+    const key = `${address}|${port}`;
+    entry.servers.add(key);
+    let set = this.#learned.get(pvd);
+    if (!set) this.#learned.set(pvd, set = new Set());
+    set.add(key);
   }
 
   /**

@@ -13,7 +13,7 @@ import { checkRoutes } from "../policy/route_check.ts";
 import { Router } from "../policy/router.ts";
 import type { IpRunner } from "../pvd/ip_command.ts";
 import { PvdCache } from "./cache.ts";
-import type { Config, PvdConfig } from "./config_types.ts";
+import type { Config, PvdConfig, ServerConfig } from "./config_types.ts";
 import { PvdUpstreams } from "./upstream.ts";
 
 /** What changed in one {@linkcode PvdSet.apply}. */
@@ -35,6 +35,13 @@ export interface PvdSetOptions {
   readonly runIp?: IpRunner | undefined;
   /** How often strictRoutes PvDs are checked again, ms. @default 10000 */
   readonly routeCheckMs?: number | undefined;
+  /** Told of every upstream exchange (metrics). */
+  readonly onExchange?: (
+    pvd: string,
+    server: ServerConfig,
+    seconds: number,
+    reason?: string,
+  ) => void;
 }
 
 /** The per-PvD runtime state, switched as a whole on reload or discovery. */
@@ -73,7 +80,7 @@ export class PvdSet {
    * @returns which PvDs were added, changed (cache flushed) and removed
    */
   async apply(config: Config): Promise<PvdChanges> {
-    const optionsKey = JSON.stringify([config.cache, config.upstream]);
+    const optionsKey = JSON.stringify([config.cache, config.upstream, config.caFile ?? null]);
     const everything = optionsKey !== this.#optionsKey; // cache or timing options: rebuild all
     const caches = new Map<string, PvdCache>();
     const upstreams = new Map<string, PvdUpstreams>();
@@ -93,9 +100,17 @@ export class PvdSet {
       }
       (old ? changed : added).push(p.id);
       caches.set(p.id, new PvdCache({ maxEntries: config.cache.maxEntries }));
+      const onExchange = this.#options.onExchange;
       upstreams.set(
         p.id,
-        new PvdUpstreams(p, { upstream: config.upstream, cache: config.cache, guard, now }),
+        new PvdUpstreams(p, {
+          upstream: config.upstream,
+          cache: config.cache,
+          guard,
+          now,
+          caFile: config.caFile,
+          ...(onExchange ? { onExchange: (s, sec, why) => onExchange(p.id, s, sec, why) } : {}),
+        }),
       );
       const previous = this.state.upstreams.get(p.id);
       if (previous) retire.push(previous);

@@ -132,12 +132,22 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
       log(`pvdns: leak guard refused a send for PvD ${pvd} to ${dst} from ${src}: ${why}`),
   });
   const fallbacks = new Map<string, number>();
+  // Read when Prometheus scrapes, by which time every part below exists.
+  const promRegistry = options.registry ?? new Registry();
+  const metrics = new ResolverMetrics(promRegistry, {
+    pvds: () => pvds.pvds,
+    cacheEntries: () => new Map([...pvds.state.caches].map(([id, c]) => [id, c.size])),
+    leakBlocked: () => guard.blocked,
+    fallbacks: () => fallbacks,
+  }, options.version ?? "dev");
   const pvds = new PvdSet({
     guard,
     now,
     log,
     runIp: options.runIp,
     routeCheckMs: options.routeCheckMs,
+    onExchange: (pvd, server, seconds, reason) =>
+      metrics.upstream(pvd, server.text, server.protocol, seconds, reason),
   });
   const registry = new PvdRegistry(config);
   const listeners = new Set<(events: readonly PvdEvent[]) => void>();
@@ -161,13 +171,7 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
     return run;
   };
   await pvds.apply(registry.effective());
-  const promRegistry = options.registry ?? new Registry();
-  const metrics = new ResolverMetrics(promRegistry, {
-    pvds: () => pvds.pvds,
-    cacheEntries: () => new Map([...pvds.state.caches].map(([id, c]) => [id, c.size])),
-    leakBlocked: () => guard.blocked,
-    fallbacks: () => fallbacks,
-  }, options.version ?? "dev");
+
   const pipeline = buildPipeline({
     metrics,
     state: pvds.state,

@@ -25,12 +25,7 @@ import { LeakBlockedError, type LeakGuard } from "../policy/leak_guard.ts";
 import { readCaFiles } from "../transports/_trust.ts";
 import { createTransport, type CreateTransportOptions } from "../transports/create.ts";
 import { TcpTransport } from "../transports/tcp.ts";
-import {
-  type FailureReason,
-  type SendGuard,
-  type Transport,
-  TransportError,
-} from "../transports/transport.ts";
+import { type FailureReason, type Transport, TransportError } from "../transports/transport.ts";
 import type { CacheConfig, PvdConfig, ServerConfig, UpstreamOptions } from "./config_types.ts";
 import { BadResponseError, indexResponse, type StoredResponse } from "./response.ts";
 import { buildUpstreamQuery, Flags, Rcode, skipName, Type } from "./wire.ts";
@@ -65,6 +60,11 @@ export interface PvdUpstreamsOptions {
   readonly upstream: UpstreamOptions;
   readonly cache: CacheConfig;
   readonly guard: LeakGuard;
+  /**
+   * Told of every exchange with a server: its time, and the reason when it failed (metrics).
+   * Exchanges given up because the caller went away are not reported.
+   */
+  readonly onExchange?: (server: ServerConfig, seconds: number, reason?: string) => void;
   /** The config's top-level `caFile`, trusted for DoT/DoH besides the PvD's own. */
   readonly caFile?: string | undefined;
   /** Clock in ms. @default Date.now */
@@ -138,8 +138,6 @@ export class PvdUpstreams {
   #closing = new AbortController();
   #hosts = new Map<string, { addresses: string[]; expires: number }>();
   #lookups = new Map<string, Promise<string[]>>();
-  /** Addresses learned for each host-named DoH server, by server text. */
-  #learned = new Map<string, Set<string>>();
 
   /** Creates transports for every server of `pvd` (no socket is opened yet). */
   constructor(pvd: PvdConfig, options: PvdUpstreamsOptions) {
@@ -158,10 +156,7 @@ export class PvdUpstreams {
       if (!source) {
         throw new RangeError(`PvD ${pvd.id}: no source address of the family of "${server.text}"`);
       }
-      const guard = server.host === undefined
-        ? options.guard
-        : this.#hostGuard(server, pvd.sourceAddresses, options.guard);
-      const common = { pvd: pvd.id, server, source, guard, ca };
+      const common = { pvd: pvd.id, server, source, guard: options.guard, ca };
       const transport = make({
         ...common,
         resolve: (host: string, signal: AbortSignal) => this.#resolveHost(server, host, signal),
@@ -279,6 +274,9 @@ export class PvdUpstreams {
     callerSignal?: AbortSignal,
   ): Promise<Outcome> {
     const started = this.#now();
+    const t0 = performance.now();
+    const report = (reason?: string) =>
+      this.#options.onExchange?.(state.server, (performance.now() - t0) / 1000, reason);
     const { timeoutMs } = this.#options.upstream;
     try {
       const response = await this.#ask(state, question, signal);
@@ -286,22 +284,28 @@ export class PvdUpstreams {
       state.fails = 0; // it answered: it is up, whatever the rcode
       if (response.rcode === Rcode.NOERROR || response.rcode === Rcode.NXDOMAIN) {
         state.srtt = state.srtt >= timeoutMs ? rtt : 0.7 * state.srtt + 0.3 * rtt;
+        report();
         return { ok: true, response };
       }
       // SERVFAIL, REFUSED and the like: this server could not answer; try the next one.
+      report("rcode");
       return { ok: false, reason: "rcode" };
     } catch (e) {
-      if (e instanceof LeakBlockedError) return { ok: false, reason: "leak" };
+      if (e instanceof LeakBlockedError) {
+        report("leak");
+        return { ok: false, reason: "leak" };
+      }
       const reason: FailureReason = e instanceof TransportError
         ? e.reason
         : e instanceof BadResponseError
         ? "bad-answer"
         : "closed";
-      if (reason === "leak" || reason === "route") return { ok: false, reason };
       // The caller went away or pvdns is closing: nothing was learned about the server.
       if (callerSignal?.aborted || this.#closing.signal.aborted) {
         return { ok: false, reason: "cancelled" };
       }
+      report(reason);
+      if (reason === "leak" || reason === "route") return { ok: false, reason };
       this.#failed(state);
       return { ok: false, reason };
     }
@@ -387,9 +391,8 @@ export class PvdUpstreams {
           const ttl = Math.max(response.ttl, MIN_HOST_TTL_S);
           if (addresses.length) {
             this.#hosts.set(key, { addresses, expires: this.#now() + ttl * 1000 });
-            const learned = this.#learned.get(server.text) ?? new Set();
-            for (const a of addresses) learned.add(a);
-            this.#learned.set(server.text, learned);
+            // The one leak guard learns them: only this PvD may now connect there.
+            for (const a of addresses) this.#options.guard.learn(this.pvd, a, server.port);
           }
           return addresses;
         })
@@ -397,28 +400,6 @@ export class PvdUpstreams {
       this.#lookups.set(key, pending);
     }
     return abortable(pending, signal);
-  }
-
-  /**
-   * The guard of a host-named DoH server: an address this PvD's own Do53 servers gave for the
-   * host may be connected to from one of the PvD's source addresses; anything else goes to the
-   * shared leak guard, which refuses (and counts) it.
-   */
-  #hostGuard(server: ServerConfig, sources: readonly string[], guard: SendGuard): SendGuard {
-    return {
-      check: (pvd, address, port, source) => {
-        const learned = this.#learned.get(server.text);
-        if (pvd !== this.pvd || port !== server.port || !learned?.has(address)) {
-          return guard.check(pvd, address, port, source);
-        }
-        if (!sources.includes(source)) {
-          throw new LeakBlockedError(
-            pvd,
-            `leak guard: source address is not one of this PvD's (PvD ${pvd}, ${address} from ${source})`,
-          );
-        }
-      },
-    };
   }
 
   /** Closes every transport and stops the probes; queries in flight fail. */

@@ -71,3 +71,25 @@ Deno.test("a transport built for the wrong server sends nothing: the guard refus
     } catch { /* closed */ }
   }
 });
+
+Deno.test("LeakGuard.learn() admits an address only for the PvD that learned it, across updates", () => {
+  const pvds = [
+    { id: "home", sourceAddresses: ["127.1.0.2"], servers: [{ address: "127.1.0.1", port: 53 }] },
+    { id: "vpn", sourceAddresses: ["127.1.0.4"], servers: [{ address: "127.1.0.3", port: 53 }] },
+  ];
+  const guard = new LeakGuard(pvds, { onBlocked: () => {} });
+  assert.throws(() => guard.check("home", "127.1.0.9", 443, "127.1.0.2"), LeakBlockedError);
+  guard.learn("home", "127.1.0.9", 443);
+  guard.check("home", "127.1.0.9", 443, "127.1.0.2");
+  assert.throws(() => guard.check("vpn", "127.1.0.9", 443, "127.1.0.4"), LeakBlockedError);
+  assert.throws(() => guard.check("home", "127.1.0.9", 443, "127.1.0.4"), /source address/);
+  guard.update(pvds);
+  guard.check("home", "127.1.0.9", 443, "127.1.0.2"); // still there after a reload
+  guard.update([pvds[1]!]);
+  guard.update(pvds);
+  assert.throws(
+    () => guard.check("home", "127.1.0.9", 443, "127.1.0.2"),
+    LeakBlockedError,
+    "forgotten with its PvD",
+  );
+});

@@ -19,6 +19,7 @@ function sample(text: string, name: string, labels: Record<string, string>): num
 Deno.test("metrics: requests, responses by PvD and source, cache hits and misses, pvd info, no query names", async () => {
   const srv = loopbackAddress();
   const [src, listen] = [loopbackAddress({ port: 0 }), loopbackAddress()];
+  const dead = loopbackAddress(); // nothing listens there
   const up = await startDnsmasq({
     address: srv,
     zones: ["m.test"],
@@ -28,8 +29,12 @@ Deno.test("metrics: requests, responses by PvD and source, cache hits and misses
   const stub = await createStub(
     validateConfig({
       listen: [`${listen}:53`],
-      pvds: [{ id: "home.example", sourceAddresses: [src], servers: [srv] }],
+      pvds: [
+        { id: "home.example", sourceAddresses: [src], servers: [srv], default: true },
+        { id: "dead.example", sourceAddresses: [src], servers: [dead], dnsZones: ["dead.test"] },
+      ],
       rules: [{ match: { suffix: "blocked.m.test" }, action: "nxdomain" }],
+      upstream: { timeoutMs: 200, deadlineMs: 300 },
     }),
     { log: () => {}, registry, version: "9.9.9" },
   );
@@ -37,8 +42,22 @@ Deno.test("metrics: requests, responses by PvD and source, cache hits and misses
     for (let i = 0; i < 3; i++) await dig({ server: listen, name: "a.m.test" });
     await dig({ server: listen, name: "x.blocked.m.test", type: "AAAA" });
     await dig({ server: listen, name: "a.m.test", tcp: true });
+    assert.equal((await dig({ server: listen, name: "x.dead.test" })).status, "SERVFAIL");
     const text = await registry.metrics();
-    assert.equal(sample(text, "pvdns_dns_requests_total", { proto: "udp", type: "A" }), 3);
+    assert.equal(
+      sample(text, "pvdns_upstream_request_duration_seconds_count", {
+        pvd: "home.example",
+        server: srv,
+        transport: "udp",
+      }),
+      1,
+    );
+    const deadErrors = text.split("\n").filter((l) =>
+      l.startsWith("pvdns_upstream_errors_total{") && l.includes('pvd="dead.example"')
+    );
+    assert.equal(deadErrors.length, 1, deadErrors.join("\n"));
+    assert.match(deadErrors[0]!, /reason="(timeout|refused)"/);
+    assert.equal(sample(text, "pvdns_dns_requests_total", { proto: "udp", type: "A" }), 4);
     assert.equal(sample(text, "pvdns_dns_requests_total", { proto: "udp", type: "AAAA" }), 1);
     assert.equal(sample(text, "pvdns_dns_requests_total", { proto: "tcp", type: "A" }), 1);
     assert.equal(
@@ -76,7 +95,8 @@ Deno.test("metrics: requests, responses by PvD and source, cache hits and misses
     assert.equal(sample(text, "pvdns_dns_request_duration_seconds_count", { source: "cache" }), 3);
     assert.equal(
       sample(text, "pvdns_dns_request_duration_seconds_bucket", { source: "upstream", le: "+Inf" }),
-      1,
+      2,
+      "the miss on home and the SERVFAIL of the dead PvD",
     );
     assert.ok(sample(text, "pvdns_process_cpu_seconds_total", {})! >= 0, "process metrics");
     assert.ok(!text.includes("a.m.test"), "query names never become labels");
