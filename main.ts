@@ -21,6 +21,7 @@ import { buildHostDefault } from "./resolver/host_default.ts";
 import { explainRoute } from "./policy/explain.ts";
 import { checkRoutes } from "./policy/route_check.ts";
 import { watchHost } from "./pvd/host_watch.ts";
+import { startRaDiscovery } from "./pvd/ra_discovery.ts";
 import { createStub, type Stub } from "./resolver/stub.ts";
 import {
   type HttpListener,
@@ -130,6 +131,16 @@ async function serve(configPath: string | undefined): Promise<number> {
       log: (line) => console.error(line),
     })
     : undefined;
+  // PvDs from router advertisements (RFC 8801 PvD option, RDNSS, DNSSL, DNR) on these interfaces.
+  const raDiscovery = config.discovery.ra.length
+    ? await startRaDiscovery({
+      interfaces: config.discovery.ra,
+      publish: (pvds) => {
+        stub.setDiscovered("ra", pvds).catch((e) => console.error(`pvdns: RA PvDs: ${e}`));
+      },
+      ...(config.caFile ? { caFile: config.caFile } : {}),
+    })
+    : undefined;
   const stopped = new Promise<void>((resolve) => {
     const stop = () => resolve();
     Deno.addSignalListener("SIGTERM", stop);
@@ -139,6 +150,7 @@ async function serve(configPath: string | undefined): Promise<number> {
   for (const listener of http) await listener.close();
   reloader?.close();
   hostWatch?.close();
+  await raDiscovery?.close();
   await stub.close();
   return 0;
 }
