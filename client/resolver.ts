@@ -433,10 +433,9 @@ export class PvdResolver {
    * const names = await resolver.reverse("10.8.0.5", { pvd: "vpn.example.com" });
    * ```
    */
-  reverse(ip: string, options: ResolveOptions = {}): Promise<PvdRecords<string>> {
-    return this.#query(reverseName(ip), "PTR", options, "getHostByAddr", ip).then((d) =>
-      this.#tag(d, "PTR", (r) => strip(String(r.data)))
-    );
+  async reverse(ip: string, options: ResolveOptions = {}): Promise<PvdRecords<string>> {
+    const d = await this.#query(reverseName(ip), "PTR", options, "getHostByAddr", ip);
+    return this.#tag(d, "PTR", (r) => strip(String(r.data)));
   }
 
   /**
