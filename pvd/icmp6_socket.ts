@@ -196,6 +196,7 @@ class FfiRaSocket implements RaSocket {
 
   async receive(): Promise<ReceivedPacket | null> {
     const l = lib();
+    let errors = 0;
     while (!this.#closed) {
       const queued = this.#queue.shift();
       if (queued) return queued;
@@ -203,7 +204,12 @@ class FfiRaSocket implements RaSocket {
       this.#pending = call;
       const ready = await call;
       if (this.#closed) break;
-      if (ready < 0) continue; // EINTR: poll again (the 200 ms timeout bounds the loop)
+      if (ready < 0) {
+        // EINTR: poll again; anything that keeps failing ends the socket (the caller reopens).
+        if (++errors >= 10) return null;
+        continue;
+      }
+      errors = 0;
       if (ready === 0) continue;
       const revents = new DataView(this.#pollfd.buffer).getInt16(6, true);
       if (revents & (POLLERR | POLLNVAL)) return null;

@@ -51,6 +51,8 @@ export const MAX_FETCHES_PER_WINDOW = 5;
 export const FETCH_WINDOW_MS = 10_000;
 /** After this many tls/http/json failures, nothing more is fetched on the network. */
 export const MAX_FAILURES = 10;
+/** The longest delay setTimeout holds. */
+const MAX_TIMER_MS = 0x7fffffff;
 
 /** What the scheduler is told of an explicit PvD after every change. */
 export interface InfoSubject {
@@ -217,13 +219,22 @@ export class InfoScheduler {
     this.#o.onChange();
   }
 
+  /** Runs `fn` at time `at`; delays past 2^31−1 ms (what setTimeout holds) are chained. */
+  #at(at: number, fn: () => void, set: (handle: unknown) => void): void {
+    const delay = Math.max(0, at - this.#o.now());
+    set(this.#o.timers.setTimeout(() => {
+      if (this.#o.now() < at) this.#at(at, fn, set);
+      else fn();
+    }, Math.min(delay, MAX_TIMER_MS)));
+  }
+
   #schedule(st: PvdState, at: number): void {
     if (st.dueTimer !== undefined) this.#o.timers.clearTimeout(st.dueTimer);
     st.dueAt = at;
-    st.dueTimer = this.#o.timers.setTimeout(() => {
+    this.#at(at, () => {
       st.dueTimer = undefined;
       this.#due(st);
-    }, Math.max(0, at - this.#o.now()));
+    }, (h) => st.dueTimer = h);
   }
 
   /** A fetch is due: check the rules, then fetch or postpone. */
@@ -293,10 +304,10 @@ export class InfoScheduler {
       `PvD ${subject.id}: additional information from ${outcome.url} (source ${outcome.source})`,
     );
     if (st.expiryTimer !== undefined) this.#o.timers.clearTimeout(st.expiryTimer);
-    st.expiryTimer = this.#o.timers.setTimeout(() => {
+    this.#at(expiresAt, () => {
       st.expiryTimer = undefined;
       this.#drop(st, "expired");
-    }, Math.max(0, expiresAt - now));
+    }, (h) => st.expiryTimer = h);
     // Refresh at a uniform random time in [A + (B−A)/2, B].
     const half = (expiresAt - now) / 2;
     this.#schedule(st, now + half + this.#o.random() * half);

@@ -35,10 +35,14 @@ export class FakeClock {
   /** Current time, ms since the epoch. */
   now = (): number => this.#now;
 
-  /** Schedules `fn` in `ms` of fake time. */
+  /**
+   * Schedules `fn` in `ms` of fake time. Like the real one, a delay over 2^31−1 ms does not
+   * hold: it fires at once (so code must chain long delays).
+   */
   setTimeout = (fn: () => void, ms: number): unknown => {
     const id = this.#next++;
-    this.#timers.set(id, { id, at: this.#now + Math.max(0, ms), fn });
+    const delay = ms > 0x7fffffff ? 1 : Math.max(0, ms);
+    this.#timers.set(id, { id, at: this.#now + delay, fn });
     return id;
   };
 

@@ -17,6 +17,9 @@ import {
   svcParams,
 } from "../../pvd/ra_codec.ts";
 import { type RaDiscovery, startRaDiscovery } from "../../pvd/ra_discovery.ts";
+import { InfoScheduler } from "../../pvd/info_scheduler.ts";
+import { cidr } from "../../policy/prefixes.ts";
+import { parseServer } from "../../resolver/config.ts";
 import type { PvdConfig } from "../../resolver/config_types.ts";
 import { FakeClock, settle } from "../_support/fake_clock.ts";
 
@@ -599,6 +602,46 @@ Deno.test("ra discovery: refresh at a random time in [midpoint(fetch, expires), 
     assert.ok(h.logs.some((l) => l.includes("dropped (expired)")));
   } finally {
     await h.close();
+  }
+});
+
+Deno.test("info scheduler: an object valid for a year is refreshed after half a year, not at once", async () => {
+  const YEAR = 365 * 24 * HOUR;
+  const clock = new FakeClock(T0);
+  const fetched: number[] = [];
+  const scheduler = new InfoScheduler({
+    fetcher: (r) => {
+      fetched.push(clock.now() - T0);
+      return Promise.resolve(good(r.pvdId, { expires: new Date(T0 + YEAR).toISOString() }));
+    },
+    onChange: () => {},
+    now: clock.now,
+    timers: clock,
+    random: () => 0,
+    log: () => {},
+  });
+  try {
+    scheduler.update({
+      interface: "eth1",
+      id: "cafe.example.com",
+      h: true,
+      delay: 0,
+      seq: 1,
+      fetchSources: ["2001:db8:cafe::100"],
+      sourceAddresses: ["2001:db8:cafe::100"],
+      servers: [parseServer("2001:db8:cafe::53")],
+      prefixes: [cidr("2001:db8:cafe::/64")],
+    });
+    await clock.advance(0);
+    assert.deepEqual(fetched, [0]);
+    // Past 2^31 ms (24.8 days): the timers are chained, never fired early.
+    await clock.advance(60 * 24 * HOUR);
+    assert.deepEqual(fetched, [0]);
+    assert.ok(scheduler.info("eth1", "cafe.example.com"));
+    await clock.advance(YEAR / 2 - 60 * 24 * HOUR);
+    assert.deepEqual(fetched, [0, YEAR / 2], "refreshed at the midpoint (random() = 0)");
+  } finally {
+    await scheduler.close();
   }
 });
 
