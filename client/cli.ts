@@ -4,7 +4,8 @@
  * the arguments and calls these; each returns the exit status.
  *
  * Exit status: 0 done, 1 the daemon answered with an error (or the query's rcode was not
- * NOERROR), 2 usage, 3 the daemon could not be reached.
+ * NOERROR), 2 usage (including a name or type the daemon rejects), 3 the daemon could not be
+ * reached.
  *
  * @module
  */
@@ -71,7 +72,7 @@ async function withClient(
       }
       console.error(`pvdns: ${e.problem?.detail ?? e.message}`);
       for (const line of e.problem?.errors ?? []) console.error(`  ${line}`);
-      return 1;
+      return e.status === 400 ? 2 : 1;
     }
     throw e;
   } finally {
@@ -149,6 +150,12 @@ export function queryCommand(
       const source = address && pvd ? selectSource(address, pvd.sourceAddresses) : undefined;
       if (source) {
         console.log(`source:  ${source} (bind to it to reach ${address} through ${answer.pvd})`);
+      } else if (address && pvd) {
+        const family = address.includes(":") ? 6 : 4;
+        const has = pvd.sourceAddresses.join(", ") || "none";
+        console.log(
+          `source:  none: ${answer.pvd} has no IPv${family} source address (it has ${has})`,
+        );
       } else if (pvd?.sourceAddresses.length) {
         console.log(`source:  ${pvd.sourceAddresses.join(", ")} (the PvD's source addresses)`);
       }
