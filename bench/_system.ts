@@ -1,0 +1,160 @@
+/**
+ * What the bench needs from the machine: the Debian tools (installed when missing, with their
+ * packaged services kept from starting), the clock-tick rate, a process's CPU time and RSS from
+ * `/proc`, and a registry of every child process so that nothing outlives the run.
+ *
+ * @module
+ */
+
+import { exec, execOk } from "../tests/_support/exec.ts";
+
+/** The programs the bench drives, and the Debian package of each. */
+export const TOOLS = {
+  dnsperf: "dnsperf",
+  nsd: "nsd",
+  dnsmasq: "dnsmasq-base",
+  unbound: "unbound",
+  taskset: "util-linux",
+} as const;
+
+export type Tool = keyof typeof TOOLS;
+
+const SEARCH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+
+/** The absolute path of `name` in PATH or the usual sbin directories, or undefined. */
+export function findProgram(name: string): string | undefined {
+  const dirs = [...(Deno.env.get("PATH") ?? "").split(":").filter(Boolean), ...SEARCH];
+  for (const d of dirs) {
+    try {
+      const st = Deno.statSync(`${d}/${name}`);
+      if (st.isFile && ((st.mode ?? 0) & 0o111) !== 0) return `${d}/${name}`;
+    } catch { /* not there */ }
+  }
+  return undefined;
+}
+
+/**
+ * Finds every tool; installs the missing ones with apt-get (`apt-get update` first). Package
+ * scripts must not start NSD or Unbound on this machine's port 53: a policy-rc.d that forbids
+ * every service action is in place for the install (as `.ci/run` does), and removed after if it
+ * was ours. The packaged configs are never used: each server gets its own.
+ */
+export async function ensureTools(log: (line: string) => void): Promise<Record<Tool, string>> {
+  const missing = (Object.keys(TOOLS) as Tool[]).filter((t) => !findProgram(t));
+  if (missing.length) {
+    const packages = [...new Set(missing.map((t) => TOOLS[t]))];
+    log(`installing ${packages.join(" ")} (missing: ${missing.join(" ")})`);
+    const policy = "/usr/sbin/policy-rc.d";
+    let ours = false;
+    try {
+      Deno.statSync(policy);
+    } catch {
+      Deno.writeTextFileSync(policy, "#!/bin/sh\nexit 101\n", { mode: 0o755 });
+      ours = true;
+    }
+    try {
+      const env = { DEBIAN_FRONTEND: "noninteractive" };
+      await execOk(["apt-get", "-q", "-o", "Acquire::Retries=3", "update"], {
+        env,
+        timeoutMs: 300_000,
+      });
+      await execOk([
+        "apt-get",
+        "-q",
+        "-y",
+        "-o",
+        "Dpkg::Options::=--force-confdef",
+        "-o",
+        "Dpkg::Options::=--force-confold",
+        "install",
+        "--no-install-recommends",
+        ...packages,
+      ], { env, timeoutMs: 600_000 });
+    } finally {
+      if (ours) Deno.removeSync(policy);
+    }
+  }
+  const found = {} as Record<Tool, string>;
+  for (const t of Object.keys(TOOLS) as Tool[]) {
+    const path = findProgram(t);
+    if (!path) throw new Error(`${t} (Debian package ${TOOLS[t]}) is missing after install`);
+    found[t] = path;
+  }
+  return found;
+}
+
+/** Clock ticks per second of `/proc/PID/stat` times (`getconf CLK_TCK`, 100 on Linux). */
+export async function clockTicks(): Promise<number> {
+  const r = await exec(["getconf", "CLK_TCK"]);
+  const n = Number(r.stdout.trim());
+  return r.code === 0 && n > 0 ? n : 100;
+}
+
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  try {
+    for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+      const text = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/children`).trim();
+      if (text) out.push(...text.split(/\s+/).map(Number));
+    }
+  } catch { /* gone */ }
+  return out;
+}
+
+function ownTicks(pid: number): number {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    // Fields after "(comm)": state is field 3, utime 14, stime 15 (1-based).
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(f[11]) + Number(f[12]);
+  } catch {
+    return 0;
+  }
+}
+
+/** utime + stime (clock ticks) of `pid`, all its threads, and its live descendants. */
+export function cpuTicks(pid: number): number {
+  let sum = 0;
+  const todo = [pid];
+  for (let n = 0; todo.length && n < 1000; n++) {
+    const p = todo.pop()!;
+    sum += ownTicks(p);
+    todo.push(...childrenOf(p));
+  }
+  return sum;
+}
+
+/** VmRSS of `pid` in KiB. */
+export function rssKib(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
+  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(m[1]);
+}
+
+/** Every child still running, so that an interrupted run can still stop them. */
+const live = new Set<Deno.ChildProcess>();
+
+/** Tracks `child` until it exits. */
+export function track(child: Deno.ChildProcess): void {
+  live.add(child);
+  child.status.finally(() => live.delete(child)).catch(() => {});
+}
+
+/** SIGKILL every tracked child (SIGINT/SIGTERM of the runner, or a last resort). */
+export function killAll(): void {
+  for (const c of live) {
+    try {
+      c.kill("SIGKILL");
+    } catch { /* gone */ }
+  }
+}
+
+/** On SIGINT/SIGTERM: kill every child, then exit 130. */
+export function killChildrenOnSignal(): void {
+  const onSignal = () => {
+    killAll();
+    Deno.exit(130);
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+}
