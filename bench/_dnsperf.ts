@@ -59,7 +59,7 @@ export function parseDnsperf(out: string): DnsperfResult {
   for (const line of out.split("\n")) {
     if (!line.startsWith("> ")) continue;
     const s = Number(line.slice(line.lastIndexOf(" ") + 1));
-    if (Number.isFinite(s)) latenciesUs.push(s * 1e6);
+    if (Number.isFinite(s)) latenciesUs.push(Math.round(s * 1e6)); // printed in whole µs
   }
   return {
     sent: num(out, /Queries sent:\s+(\d+)/, "Queries sent"),

@@ -5,6 +5,8 @@
  * @module
  */
 
+import type { CpuTicks } from "./_system.ts";
+
 /** The servers measured, in table order. */
 export const SERVERS = ["pvdns", "dnsmasq", "unbound", "floor"] as const;
 export type ServerName = typeof SERVERS[number];
@@ -29,8 +31,12 @@ export interface FixedRate {
 export interface ServerRun {
   hitQps: number;
   hitCompleted: number;
-  hitCpuTicks: number;
+  hitCpuTicks: CpuTicks;
   cpuUsPerQuery: number;
+  /** Of it, in the kernel (stime). */
+  cpuSysUsPerQuery: number;
+  /** Of it, outside the main thread (V8's GC workers, the runtime's threads, children). */
+  cpuOffMainUsPerQuery: number;
   at10k: FixedRate;
   atHalf: FixedRate;
   missQps: number;
@@ -54,11 +60,15 @@ interface Row {
   digits?: number;
   /** Ratios make no sense (counts of lost queries). */
   noRatio?: boolean;
+  /** No ratio against this server, and why (shown in its place). */
+  noRatioWith?: { server: ServerName; why: string };
 }
 
 const ROWS: Row[] = [
   { label: "cache-hit QPS at saturation (1,000 names)", get: (r) => r.hitQps },
   { label: "server CPU µs per cache-hit query", get: (r) => r.cpuUsPerQuery, digits: 2 },
+  { label: "… of it in the kernel (stime)", get: (r) => r.cpuSysUsPerQuery, digits: 2 },
+  { label: "… of it off the main thread", get: (r) => r.cpuOffMainUsPerQuery, digits: 2 },
   { label: "p50 µs at 10,000 QPS", get: (r) => r.at10k.p50Us },
   { label: "p99 µs at 10,000 QPS", get: (r) => r.at10k.p99Us },
   { label: "lost at 10,000 QPS", get: (r) => r.at10k.lost, noRatio: true },
@@ -71,7 +81,11 @@ const ROWS: Row[] = [
   { label: "cache-miss median added over NSD µs", get: (r) => r.missAddedUs },
   { label: "RSS MiB of the fresh process", get: (r) => r.rssBeforeKib / 1024, digits: 1 },
   { label: "RSS MiB after 100,000 names", get: (r) => r.rssAfterKib / 1024, digits: 1 },
-  { label: "RSS bytes per cached entry", get: (r) => r.rssBytesPerEntry },
+  {
+    label: "RSS bytes per cached entry",
+    get: (r) => r.rssBytesPerEntry,
+    noRatioWith: { server: "dnsmasq", why: "— (allocated at start)" },
+  },
 ];
 
 function fmt(v: number, digits = 0): string {
@@ -102,11 +116,11 @@ export function markdownTable(results: Results, halfQps: number[]): string {
   for (const row of ROWS) {
     const values = (s: ServerName) => results[s].map(row.get);
     const cells = SERVERS.map((s) => values(s).map((v) => fmt(v, row.digits)).join(" / "));
-    const ratios = row.noRatio ? ["—", "—", "—"] : [
-      ratio(values("pvdns"), values("dnsmasq")),
-      ratio(values("pvdns"), values("unbound")),
-      ratio(values("pvdns"), values("floor")),
-    ];
+    const ratios = (["dnsmasq", "unbound", "floor"] as const).map((s) => {
+      if (row.noRatio) return "—";
+      if (row.noRatioWith?.server === s) return row.noRatioWith.why;
+      return ratio(values("pvdns"), values(s));
+    });
     lines.push(`| ${[row.label, ...cells, ...ratios].join(" | ")} |`);
   }
   lines.push(

@@ -11,7 +11,7 @@
 
 import { sleep } from "../tests/_support/exec.ts";
 import { pvdnsArgv, REPO_ROOT } from "../tests/_support/pvdns_process.ts";
-import { track } from "./_system.ts";
+import { descendants, track } from "./_system.ts";
 
 /** A running server. */
 export interface Daemon {
@@ -40,14 +40,18 @@ interface SpawnOptions {
   dir?: string;
 }
 
+/** Collects whole lines (the last 200) from `stream` until it ends. */
 async function pump(stream: ReadableStream<Uint8Array>, sink: string[], wake: () => void) {
   const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  let rest = "";
   for (;;) {
     const { value, done } = await reader.read().catch(() => ({ value: "", done: true }));
-    if (done) return;
-    sink.push(...value.split("\n").filter(Boolean));
+    const parts = (rest + (value ?? "")).split("\n");
+    rest = done ? "" : parts.pop()!;
+    sink.push(...parts.filter(Boolean));
     if (sink.length > 200) sink.splice(0, sink.length - 200);
     wake();
+    if (done) return;
   }
 }
 
@@ -78,11 +82,7 @@ export async function spawnPinned(o: SpawnOptions): Promise<Daemon> {
     pump(child.stderr, lines, () => wake()),
   ]);
   let exited = false;
-  const status = child.status.then(async (s) => {
-    exited = true;
-    await pumps;
-    return s;
-  });
+  const status = child.status.finally(() => exited = true);
   let stopped = false;
   const daemon: Daemon = {
     name: o.name,
@@ -92,6 +92,7 @@ export async function spawnPinned(o: SpawnOptions): Promise<Daemon> {
     async stop() {
       if (stopped) return;
       stopped = true;
+      const tree = descendants(child.pid); // NSD forks; they must not outlive it either
       if (!exited) {
         try {
           child.kill("SIGTERM");
@@ -106,6 +107,13 @@ export async function spawnPinned(o: SpawnOptions): Promise<Daemon> {
         await status;
       } finally {
         clearTimeout(killer);
+        for (const pid of tree) {
+          try {
+            Deno.kill(pid, "SIGKILL");
+          } catch { /* already gone */ }
+        }
+        // Output still buffered is read for a moment, not waited for without end.
+        await Promise.race([pumps, sleep(1000)]);
         if (o.dir) await Deno.remove(o.dir, { recursive: true }).catch(() => {});
       }
     },

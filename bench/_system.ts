@@ -101,27 +101,55 @@ function childrenOf(pid: number): number[] {
   return out;
 }
 
-function ownTicks(pid: number): number {
+/** utime and stime (clock ticks) from a `/proc/…/stat` line; zeros when it is gone. */
+function times(path: string): [number, number] {
   try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const stat = Deno.readTextFileSync(path);
     // Fields after "(comm)": state is field 3, utime 14, stime 15 (1-based).
     const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(f[11]) + Number(f[12]);
+    return [Number(f[11]), Number(f[12])];
   } catch {
-    return 0;
+    return [0, 0];
   }
 }
 
-/** utime + stime (clock ticks) of `pid`, all its threads, and its live descendants. */
-export function cpuTicks(pid: number): number {
-  let sum = 0;
-  const todo = [pid];
-  for (let n = 0; todo.length && n < 1000; n++) {
+/** The live descendants of `pid` (children, their children, …). */
+export function descendants(pid: number): number[] {
+  const out: number[] = [];
+  const todo = childrenOf(pid);
+  while (todo.length && out.length < 1000) {
     const p = todo.pop()!;
-    sum += ownTicks(p);
+    out.push(p);
     todo.push(...childrenOf(p));
   }
-  return sum;
+  return out;
+}
+
+/** CPU time of a process and its live descendants, in clock ticks. */
+export interface CpuTicks {
+  /** utime + stime, every thread (exited ones too) and every live descendant. */
+  readonly total: number;
+  /** stime: in the kernel. */
+  readonly sys: number;
+  /** utime + stime of the main thread alone (the event loop, for Deno). */
+  readonly main: number;
+}
+
+/** The CPU ticks of `pid`, its threads and its live descendants. */
+export function cpuTicks(pid: number): CpuTicks {
+  let total = 0, sys = 0;
+  for (const p of [pid, ...descendants(pid)]) {
+    const [u, s] = times(`/proc/${p}/stat`);
+    total += u + s;
+    sys += s;
+  }
+  const [mu, ms] = times(`/proc/${pid}/task/${pid}/stat`);
+  return { total, sys, main: mu + ms };
+}
+
+/** `b - a`, field by field. */
+export function ticksSince(a: CpuTicks, b: CpuTicks): CpuTicks {
+  return { total: b.total - a.total, sys: b.sys - a.sys, main: b.main - a.main };
 }
 
 /** VmRSS of `pid` in KiB. */

@@ -23,7 +23,7 @@
  * @module
  */
 
-import { sleep } from "../tests/_support/exec.ts";
+import { exec, sleep } from "../tests/_support/exec.ts";
 import { loopbackAddress } from "../tests/_support/loopback.ts";
 import { dnsperf, type DnsperfResult, percentile, queryFile } from "./_dnsperf.ts";
 import {
@@ -53,8 +53,8 @@ import {
   killAll,
   killChildrenOnSignal,
   rssKib,
+  ticksSince,
 } from "./_system.ts";
-import { exec } from "../tests/_support/exec.ts";
 
 const quick = Deno.args.includes("--quick");
 const RUNS = quick ? 1 : 2;
@@ -173,8 +173,9 @@ async function measure(c: Ctx, d: Daemon, halfQps: number | undefined): Promise<
     seconds: HIT_SECONDS,
     outstanding: HIT_OUTSTANDING,
   });
-  const ticks = cpuTicks(d.pid) - t0;
-  const cpuUsPerQuery = ticks / c.clk * 1e6 / hit.completed;
+  const ticks = ticksSince(t0, cpuTicks(d.pid));
+  const perQuery = (t: number) => t / c.clk * 1e6 / hit.completed;
+  const cpuUsPerQuery = perQuery(ticks.total);
   log(`${d.name}: hits ${Math.round(hit.qps)} QPS, ${cpuUsPerQuery.toFixed(2)} µs CPU/query`);
 
   const at10k = await fixedRate(c, d.address, 10_000);
@@ -205,6 +206,8 @@ async function measure(c: Ctx, d: Daemon, halfQps: number | undefined): Promise<
     hitCompleted: hit.completed,
     hitCpuTicks: ticks,
     cpuUsPerQuery,
+    cpuSysUsPerQuery: perQuery(ticks.sys),
+    cpuOffMainUsPerQuery: perQuery(ticks.total - ticks.main),
     at10k,
     atHalf,
     missQps: miss.qps,
