@@ -100,8 +100,13 @@ export async function dnsperf(o: DnsperfOptions): Promise<DnsperfResult> {
     env: { LC_ALL: "C" },
   });
   if (r.code !== 0 || r.timedOut) {
+    const why = r.timedOut
+      ? " (killed: over its time limit)"
+      : r.code > 128
+      ? ` (signal ${r.code - 128} from outside the bench)`
+      : "";
     throw new Error(
-      `dnsperf ${args.slice(2).join(" ")} exited ${r.code}${r.timedOut ? " (killed)" : ""}\n` +
+      `dnsperf ${args.slice(2).join(" ")} exited ${r.code}${why}\n` +
         `${r.stdout.slice(-1500)}\n${r.stderr.slice(-1500)}`,
     );
   }
