@@ -49,6 +49,8 @@ export interface ServerRun {
   rssAfterKib: number;
   rssEntries: number;
   rssBytesPerEntry: number;
+  /** Share of the machine's CPU busy with other work just after the server started (0..1). */
+  otherLoad: number;
 }
 
 /** Runs per server. */
@@ -104,7 +106,7 @@ function ratio(a: number[], b: number[]): string {
 }
 
 /** The table: one row per figure, a column per server (run 1 / run 2), then the ratios. */
-export function markdownTable(results: Results, halfQps: number[]): string {
+export function markdownTable(results: Results, halfQps: number[], runs: number): string {
   const head = [
     "figure",
     ...SERVERS.map((s) => LABEL[s]),
@@ -123,11 +125,20 @@ export function markdownTable(results: Results, halfQps: number[]): string {
     });
     lines.push(`| ${[row.label, ...cells, ...ratios].join(" | ")} |`);
   }
+  const cells = runs === 1 ? "Cells are one run" : "Cells are run 1 / run 2";
   lines.push(
     "",
-    `Cells are run 1 / run 2; ratios are of the means of the runs. Half of pvdns's saturation: ` +
+    `${cells}; ratios are of the means of the runs. Half of pvdns's saturation: ` +
       `${halfQps.map((q) => fmt(q)).join(" / ")} QPS.`,
   );
+  const other = Math.max(...SERVERS.flatMap((s) => results[s].map((r) => r.otherLoad)));
+  if (other > 0.05) {
+    lines.push(
+      `Warning: the machine was up to ${fmt(other * 100)}% busy with other work while the bench ` +
+        "ran (measured while the bench's own processes were idle); p99 and lost queries suffer " +
+        "first.",
+    );
+  }
   return lines.join("\n");
 }
 

@@ -152,6 +152,25 @@ export function ticksSince(a: CpuTicks, b: CpuTicks): CpuTicks {
   return { total: b.total - a.total, sys: b.sys - a.sys, main: b.main - a.main };
 }
 
+function cpuLine(): { busy: number; total: number } {
+  const line = Deno.readTextFileSync("/proc/stat").split("\n")[0]!; // "cpu  user nice system idle …"
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  const idle = (f[3] ?? 0) + (f[4] ?? 0); // idle + iowait
+  return { busy: total - idle, total };
+}
+
+/**
+ * How busy the whole machine is over `ms` (0..1, all cores). Taken while every server of the
+ * bench is idle, it is the load of everything else: another bench or a test run skews figures.
+ */
+export async function machineBusy(ms = 500): Promise<number> {
+  const a = cpuLine();
+  await new Promise((r) => setTimeout(r, ms));
+  const b = cpuLine();
+  return b.total > a.total ? (b.busy - a.busy) / (b.total - a.total) : 0;
+}
+
 /** VmRSS of `pid` in KiB. */
 export function rssKib(pid: number): number {
   const m = /^VmRSS:\s+(\d+) kB/m.exec(Deno.readTextFileSync(`/proc/${pid}/status`));

@@ -52,6 +52,7 @@ import {
   ensureTools,
   killAll,
   killChildrenOnSignal,
+  machineBusy,
   rssKib,
   ticksSince,
 } from "./_system.ts";
@@ -146,13 +147,18 @@ async function fixedRate(c: Ctx, server: string, qps: number) {
 
 /** RSS before and after `rss` names (all misses), ÷ names answered. */
 async function rssPerEntry(c: Ctx, d: Daemon) {
-  await sleep(1000); // start-up settled
+  await sleep(500); // start-up settled
+  const otherLoad = await machineBusy(500); // nothing of ours is working now
+  if (otherLoad > 0.05) {
+    log(`${d.name}: warning: ${(otherLoad * 100).toFixed(0)}% CPU busy with other work`);
+  }
   const rssBeforeKib = rssKib(d.pid);
   const r = await load(c, d.address, c.files.rss, { seconds: 60, outstanding: 100, maxRuns: 1 });
   await sleep(1000);
   const rssAfterKib = rssKib(d.pid);
   log(`${d.name}: RSS ${rssBeforeKib} → ${rssAfterKib} KiB for ${r.completed} names`);
   return {
+    otherLoad,
     rssBeforeKib,
     rssAfterKib,
     rssEntries: r.completed,
@@ -293,7 +299,7 @@ async function main(): Promise<void> {
     }
 
     const seconds = (performance.now() - began) / 1000;
-    const table = markdownTable(results, halfQps);
+    const table = markdownTable(results, halfQps, RUNS);
     const vs = verdicts(results);
     console.log(`${table}\n\n${verdictTable(vs)}\n\nbench time: ${seconds.toFixed(0)} s`);
     const stamp = new Date().toISOString().replace(/[:.]/g, "-");
