@@ -170,24 +170,28 @@ class FfiRaSocket implements RaSocket {
   #closed = false;
   #pending: Promise<unknown> = Promise.resolve();
   #queue: ReceivedPacket[] = [];
-  // Buffers handed to the kernel: kept alive for the socket's life.
-  #pollfd = new Uint8Array(8);
+  // Buffers handed to the kernel: kept alive for the socket's life, and all off the V8 heap. A
+  // typed array of 64 bytes or less is stored on the heap, where a garbage collection may move
+  // it: a pointer to it kept inside #msg, or given to poll() running on another thread, would
+  // then point at whatever V8 put there next.
+  #arena = new ArrayBuffer(512);
+  #pollfd = new Uint8Array(this.#arena, 0, 8);
+  #name = new Uint8Array(this.#arena, 8, 28);
+  #iov = new Uint8Array(this.#arena, 40, 16);
+  #msg = new Uint8Array(this.#arena, 56, 56);
+  #control = new Uint8Array(this.#arena, 128, 256);
   #data = new Uint8Array(65536);
-  #name = new Uint8Array(28);
-  #control = new Uint8Array(256);
-  #iov = new Uint8Array(16);
-  #msg = new Uint8Array(56);
 
   constructor(iface: string, fd: number) {
     this.interface = iface;
     this.#fd = fd;
-    const pfd = new DataView(this.#pollfd.buffer);
+    const pfd = new DataView(this.#arena, 0, 8);
     pfd.setInt32(0, fd, true);
     pfd.setInt16(4, POLLIN, true);
-    const iov = new DataView(this.#iov.buffer);
+    const iov = new DataView(this.#arena, 40, 16);
     iov.setBigUint64(0, pointerValue(this.#data), true);
     iov.setBigUint64(8, BigInt(this.#data.length), true);
-    const msg = new DataView(this.#msg.buffer);
+    const msg = new DataView(this.#arena, 56, 56);
     msg.setBigUint64(0, pointerValue(this.#name), true);
     msg.setBigUint64(16, pointerValue(this.#iov), true);
     msg.setBigUint64(24, 1n, true);
@@ -211,7 +215,7 @@ class FfiRaSocket implements RaSocket {
       }
       errors = 0;
       if (ready === 0) continue;
-      const revents = new DataView(this.#pollfd.buffer).getInt16(6, true);
+      const revents = new DataView(this.#arena, 0, 8).getInt16(6, true);
       if (revents & (POLLERR | POLLNVAL)) return null;
       this.#drain();
     }
@@ -221,7 +225,7 @@ class FfiRaSocket implements RaSocket {
   /** Reads every datagram queued in the kernel (at most 64 per wake-up). */
   #drain(): void {
     const l = lib();
-    const msg = new DataView(this.#msg.buffer);
+    const msg = new DataView(this.#arena, 56, 56);
     for (let i = 0; i < 64; i++) {
       msg.setUint32(8, this.#name.length, true);
       msg.setBigUint64(40, BigInt(this.#control.length), true);
@@ -229,12 +233,12 @@ class FfiRaSocket implements RaSocket {
       const n = Number(l.recvmsg(this.#fd, this.#msg, MSG_DONTWAIT));
       if (n < 0) return; // EAGAIN: nothing left
       if (msg.getInt32(48, true) & MSG_TRUNC) continue;
-      const name = new DataView(this.#name.buffer);
+      const name = new DataView(this.#arena, 8, 28);
       if (msg.getUint32(8, true) < 24 || name.getUint16(0, true) !== AF_INET6) continue;
       const source = ipv6Text(this.#name.subarray(8, 24));
       let hopLimit = -1, ifindex = 0;
       const controlLen = Math.min(Number(msg.getBigUint64(40, true)), this.#control.length);
-      const cv = new DataView(this.#control.buffer);
+      const cv = new DataView(this.#arena, 128, 256);
       for (let off = 0; off + 16 <= controlLen;) {
         const len = Number(cv.getBigUint64(off, true));
         if (len < 16 || off + len > controlLen) break;

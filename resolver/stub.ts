@@ -19,6 +19,7 @@ import {
 import { type Answer, buildPipeline, type ClientInfo } from "./pipeline.ts";
 import { type PvdChanges, PvdSet } from "./pvd_set.ts";
 import { ResolverMetrics } from "./metrics.ts";
+import { mmsgAvailable, startMmsgUdpListener } from "./udp_mmsg.ts";
 import { renderResponse } from "./response.ts";
 import { Registry } from "prom-client";
 import { parseQuery, type Query } from "./wire.ts";
@@ -39,6 +40,12 @@ export interface StubOptions {
    * @ignore prom-client's own types are not part of pvdns's documented surface
    */
   readonly registry?: Registry;
+  /**
+   * UDP listener implementation: `mmsg` reads and answers datagrams in batches through FFI
+   * (Linux, `--allow-ffi`); `deno` uses `Deno.listenDatagram`; `auto` takes `mmsg` when it can.
+   * @default "auto"
+   */
+  readonly udpListener?: "auto" | "mmsg" | "deno";
   /** The version reported in `pvdns_build_info`. @default "dev" */
   readonly version?: string;
 }
@@ -238,9 +245,13 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
     Promise.resolve(serve(raw, client, opts));
 
   const open = new Map<string, OpenListener>(); // keyed by the configured text
+  const wanted = options.udpListener ?? "auto";
+  const batched = wanted === "mmsg" || (wanted === "auto" && mmsgAvailable());
   const openListener = (l: ListenerConfig): OpenListener => {
     const options = { listener: l };
-    const udp = startUdpListener(l, serve, log, options);
+    const udp = batched
+      ? startMmsgUdpListener(l, serve, log, options)
+      : startUdpListener(l, serve, log, options);
     try {
       // Port 0 asks the kernel; TCP then takes the port UDP got, so one address serves both.
       const tcp = startTcpListener({ ...l, port: udp.port }, serve, config.limits, log, options);
