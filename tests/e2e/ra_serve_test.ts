@@ -1,0 +1,197 @@
+/**
+ * A PvD learned from the network, used by the running daemon (issue 5 end to end): `pvdns serve`
+ * in a "host" namespace with `discovery.ra` on its link to a "router" namespace. The router sends
+ * real RAs with a PvD option (H=1) carrying a PIO, RDNSS and DNSSL, serves the PvD's zones with
+ * dnsmasq and `/.well-known/pvd` over HTTPS with a test CA. pvdns must discover the PvD, fetch
+ * its additional information from the PvD's own address, then route the `dnsZones` of that
+ * information to the PvD's RDNSS — shown by dig through pvdns — and list the PvD with its origin
+ * and additional information through `pvdns pvds`.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { encodeRa, type NdOption } from "../../pvd/ra_codec.ts";
+import { dig } from "../_support/dig.ts";
+import { startDnsmasq } from "../_support/dnsmasq.ts";
+import { type JsonLinesProcess, startJsonLines } from "../_support/json_lines_process.ts";
+import { createNetns, createVethPair } from "../_support/netns.ts";
+import { runPvdns, startPvdns } from "../_support/pvdns_process.ts";
+import { sendRa } from "../_support/ra_sender.ts";
+import { makeTestCa } from "../_support/test_ca.ts";
+
+const support = (f: string) => fileURLToPath(new URL(`../_support/${f}`, import.meta.url));
+const DENO_JSON = fileURLToPath(new URL("../../deno.json", import.meta.url));
+const ID = "pvd.example.com";
+const HOST_ADDR = "2001:db8:cafe::100";
+
+function ra(seq: number): Uint8Array {
+  const options: NdOption[] = [
+    {
+      kind: "pio",
+      prefixLength: 64,
+      flags: 0xc0,
+      validLifetime: 86400,
+      preferredLifetime: 14400,
+      reserved2: 0,
+      prefix: "2001:db8:cafe::",
+    },
+    { kind: "rdnss", reserved: 0, lifetime: 1800, servers: ["2001:db8:cafe::53"] },
+    { kind: "dnssl", reserved: 0, lifetime: 1800, domains: ["example.com."] },
+  ];
+  return encodeRa({
+    header: {
+      type: 134,
+      code: 0,
+      checksum: 0,
+      curHopLimit: 64,
+      flags: 0,
+      routerLifetime: 1800,
+      reachableTime: 0,
+      retransTimer: 0,
+    },
+    options: [{
+      kind: "pvd",
+      h: true,
+      l: false,
+      r: false,
+      reserved: 0,
+      delay: 0,
+      seq,
+      id: `${ID}.`,
+      options,
+    }],
+  });
+}
+
+Deno.test({
+  name: "e2e: pvdns serve learns a PvD from RAs and routes its dnsZones to its RDNSS",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    const router = await createNetns({ prefix: "psr" });
+    const host = await createNetns({ prefix: "psh" });
+    const cleanups: (() => Promise<unknown>)[] = [() => host.delete(), () => router.delete()];
+    let https: JsonLinesProcess | undefined;
+    try {
+      const veth = await createVethPair(
+        {
+          netns: router.name,
+          addresses: ["fe80::1/64", "2001:db8:cafe::53/64", "2001:db8:cafe::443/64"],
+        },
+        { netns: host.name, addresses: [`${HOST_ADDR}/64`] },
+      );
+      cleanups.push(() => veth.delete());
+      await host.exec(["sysctl", "-qw", `net.ipv6.conf.${veth.b}.accept_ra=0`]);
+      const ca = await makeTestCa([ID]);
+      cleanups.push(() => ca.remove());
+      const docFile = `${ca.dir}/pvd.json`;
+      await Deno.writeTextFile(
+        docFile,
+        JSON.stringify({
+          identifier: `${ID}.`,
+          expires: new Date(Date.now() + 3_600_000).toISOString(),
+          prefixes: ["2001:db8:cafe::/48"],
+          dnsZones: ["corp.example"],
+        }),
+      );
+      const dns = await startDnsmasq({
+        address: "2001:db8:cafe::53",
+        netns: router.name,
+        zones: ["example.com", "corp.example"],
+        records: [
+          { name: ID, type: "AAAA", value: "2001:db8:cafe::443" },
+          { name: "www.corp.example", type: "AAAA", value: "2001:db8:cafe::80" },
+        ],
+      });
+      cleanups.push(() => dns.stop());
+      https = startJsonLines([
+        Deno.execPath(),
+        "run",
+        "-A",
+        "--config",
+        DENO_JSON,
+        support("pvd_https_server.ts"),
+        "--address",
+        "2001:db8:cafe::443",
+        "--cert",
+        ca.certFile,
+        "--key",
+        ca.keyFile,
+        "--doc",
+        docFile,
+      ], router.name); // deno-fmt-ignore
+      cleanups.push(() => https!.stop());
+      await https.waitFor((l) => "listening" in l, { what: "the HTTPS server" });
+
+      const socket = `${ca.dir}/pvdns.sock`;
+      const pvdns = await startPvdns({
+        netns: host.name,
+        config: {
+          listen: ["127.0.0.53:53"],
+          control: { listen: `unix:${socket}` },
+          caFile: ca.caFile,
+          discovery: { ra: [veth.b] },
+          pvds: [],
+        },
+      });
+      cleanups.push(() => pvdns.stop());
+
+      await t.step(
+        "the PvD is discovered and its zones learned from /.well-known/pvd",
+        async () => {
+          // Routers repeat their RAs; so does the test until pvdns has the PvD.
+          for (let i = 0; i < 10; i++) {
+            await sendRa(router.name, veth.a, "fe80::1", ra(1));
+            if (pvdns.output().some((l) => l.includes(`PvD ${ID} added (ra)`))) break;
+            await new Promise((r) => setTimeout(r, 500));
+          }
+          await pvdns.waitForLine(new RegExp(`PvD ${ID} (added|changed) \\(ra\\)`), 10_000);
+          await pvdns.waitForLine(/zones corp\.example\./, 15_000);
+          const req = https!.lines.find((l) => l.request)?.request as Record<string, string>;
+          assert.equal(req.from, HOST_ADDR, "fetched from the PvD's own address");
+        },
+      );
+
+      await t.step(
+        "dig through pvdns: the PvD's zone goes to its RDNSS, from its address",
+        async () => {
+          const r = await dig({
+            server: "127.0.0.53",
+            name: "www.corp.example",
+            type: "AAAA",
+            netns: host.name,
+          });
+          assert.equal(r.status, "NOERROR", r.raw);
+          assert.deepEqual(r.answers.map((a) => a.data), ["2001:db8:cafe::80"]);
+          const q = await dns.waitForQuery((q) => q.name === "www.corp.example");
+          assert.equal(q.from.replace(/#\d+$/, ""), HOST_ADDR);
+        },
+      );
+
+      await t.step("pvdns pvds lists it with its origin and additional information", async () => {
+        const r = await runPvdns(["pvds", "--json", "--control", `unix:${socket}`], {
+          netns: host.name,
+        });
+        assert.equal(r.code, 0, r.stderr);
+        const out = JSON.parse(r.stdout);
+        const list = (Array.isArray(out) ? out : out.pvds) as {
+          id: string;
+          origin: string;
+          additionalInfo?: { identifier: string; dnsZones?: string[] };
+        }[];
+        const p = list.find((x) => x.id === ID);
+        assert.ok(p, r.stdout);
+        assert.equal(p.origin, "ra");
+        assert.equal(p.additionalInfo?.identifier, ID);
+        assert.deepEqual(p.additionalInfo?.dnsZones, ["corp.example."]);
+      });
+    } catch (e) {
+      if (https) console.error(`https stderr:\n${https.stderr()}`);
+      throw e;
+    } finally {
+      for (const c of cleanups.reverse()) await c().catch(() => {});
+    }
+  },
+});
