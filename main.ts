@@ -45,7 +45,9 @@ export const VERSION = "0.1.0";
 const USAGE = `usage: pvdns <command> [options]
 
 commands:
-  serve [--config FILE]   answer DNS on the configured listeners (default: built from this host)
+  serve [--config FILE] [--udp-listener auto|mmsg|deno]
+                          answer DNS on the configured listeners (default: built from this host);
+                          mmsg = batched recvmmsg/sendmmsg through FFI, deno = Deno.listenDatagram
   route NAME [TYPE] [--from ADDR] [--listener ADDR] [--pvd ID] [--config FILE]
                           explain which PvD answers NAME, by which step and rule, via which servers
   doctor [--config FILE]  check that each PvD's servers are reached through the PvD's own interface
@@ -67,7 +69,10 @@ could not be reached.`;
 /** Port used by the embedded default when 127.0.0.53:53 cannot be bound. */
 export const FALLBACK_PORT = 5053;
 
-async function serve(configPath: string | undefined): Promise<number> {
+async function serve(
+  configPath: string | undefined,
+  udpListener: "auto" | "mmsg" | "deno" = "auto",
+): Promise<number> {
   let config: Config;
   try {
     config = configPath ? await loadConfigFile(configPath) : await buildHostDefault();
@@ -81,7 +86,7 @@ async function serve(configPath: string | undefined): Promise<number> {
   }
   let stub: Stub;
   try {
-    stub = await createStub(config, { version: VERSION });
+    stub = await createStub(config, { version: VERSION, udpListener });
   } catch (e) {
     if (configPath || !isBindError(e)) {
       console.error(`pvdns: cannot start: ${(e as Error).message}`);
@@ -99,7 +104,7 @@ async function serve(configPath: string | undefined): Promise<number> {
       }); using port ${FALLBACK_PORT} instead`,
     );
     config = Object.freeze({ ...config, listen: Object.freeze(listen) });
-    stub = await createStub(config, { version: VERSION });
+    stub = await createStub(config, { version: VERSION, udpListener });
   }
   for (const pvd of config.pvds) console.log(describePvd(pvd));
   for (const text of stub.listening) console.log(`pvdns: listening on ${text} (udp, tcp)`);
@@ -380,6 +385,7 @@ export async function main(args: string[]): Promise<number> {
         token: { type: "string" },
         version: { type: "boolean" },
         help: { type: "boolean", short: "h" },
+        "udp-listener": { type: "string" },
       },
     });
   } catch (e) {
@@ -396,8 +402,16 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   switch (positionals[0] ?? "serve") {
-    case "serve":
-      return await serve(values.config);
+    case "serve": {
+      const udp = values["udp-listener"] ?? "auto";
+      if (udp !== "auto" && udp !== "mmsg" && udp !== "deno") {
+        console.error(
+          `pvdns: --udp-listener must be auto, mmsg or deno: current value is "${udp}"`,
+        );
+        return 2;
+      }
+      return await serve(values.config, udp);
+    }
     case "check":
       return await check(values.config);
     case "route":

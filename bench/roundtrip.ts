@@ -67,7 +67,10 @@ const dns = await startDnsmasq({
   records,
   logQueries: false,
 });
+// `deno run -A bench/roundtrip.ts deno` compares the Deno.listenDatagram listener.
+const udpListener = Deno.args[0] ?? "auto";
 const pvdns = await startPvdns({
+  args: ["--udp-listener", udpListener],
   config: {
     listen: [`${listen}:53`],
     pvds: [{ id: "bench.example", sourceAddresses: [source], servers: [upstream], default: true }],
