@@ -9,7 +9,7 @@
  * @module
  */
 
-import { sleep } from "../tests/_support/exec.ts";
+import { sleep, terminate } from "../tests/_support/exec.ts";
 import { pvdnsArgv, REPO_ROOT } from "../tests/_support/pvdns_process.ts";
 import { descendants, track } from "./_system.ts";
 
@@ -93,20 +93,9 @@ export async function spawnPinned(o: SpawnOptions): Promise<Daemon> {
       if (stopped) return;
       stopped = true;
       const tree = descendants(child.pid); // NSD forks; they must not outlive it either
-      if (!exited) {
-        try {
-          child.kill("SIGTERM");
-        } catch { /* gone */ }
-      }
-      const killer = setTimeout(() => {
-        try {
-          child.kill("SIGKILL");
-        } catch { /* gone */ }
-      }, 3000);
       try {
-        await status;
+        await terminate(child, status);
       } finally {
-        clearTimeout(killer);
         for (const pid of tree) {
           try {
             Deno.kill(pid, "SIGKILL");

@@ -29,7 +29,7 @@
  * @module
  */
 
-import { exec, execOk, inNetns, sleep } from "./exec.ts";
+import { exec, execOk, inNetns, sleep, terminate } from "./exec.ts";
 
 /** One record dnsmasq serves. */
 export interface DnsmasqRecord {
@@ -252,23 +252,7 @@ export async function startDnsmasq(options: DnsmasqOptions): Promise<Dnsmasq> {
   let exited = false;
   outputPromise.then(() => exited = true, () => exited = true);
 
-  const stopChild = async () => {
-    if (!exited) {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* gone */ }
-    }
-    const killer = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* gone */ }
-    }, 3000);
-    try {
-      return await outputPromise;
-    } finally {
-      clearTimeout(killer);
-    }
-  };
+  const stopChild = () => terminate(child, outputPromise);
 
   const deadline = Date.now() + (options.readyTimeoutMs ?? 5000);
   let ready = false;

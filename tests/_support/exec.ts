@@ -105,3 +105,26 @@ export async function execOk(cmd: readonly string[], options: ExecOptions = {}):
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/**
+ * Stops a child: SIGTERM now, SIGKILL if `done` has not settled after `graceMs`; resolves with
+ * what `done` gives (its status or output). Signals to a child that already exited are ignored.
+ */
+export async function terminate<T>(
+  child: Deno.ChildProcess,
+  done: Promise<T>,
+  graceMs = 3000,
+): Promise<T> {
+  const signal = (sig: Deno.Signal) => {
+    try {
+      child.kill(sig);
+    } catch { /* already gone */ }
+  };
+  signal("SIGTERM");
+  const killer = setTimeout(() => signal("SIGKILL"), graceMs);
+  try {
+    return await done;
+  } finally {
+    clearTimeout(killer);
+  }
+}

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { inNetns, sleep } from "./exec.ts";
+import { inNetns, sleep, terminate } from "./exec.ts";
 
 /** A running JSON-lines child. */
 export interface JsonLinesProcess {
@@ -83,22 +83,8 @@ export function startJsonLines(cmd: readonly string[], netns?: string): JsonLine
     },
     stop() {
       stopped ??= (async () => {
-        if (!exited) {
-          try {
-            child.kill("SIGTERM");
-          } catch { /* gone */ }
-        }
-        const killer = setTimeout(() => {
-          try {
-            child.kill("SIGKILL");
-          } catch { /* gone */ }
-        }, 5000);
-        try {
-          await status;
-          await pumps;
-        } finally {
-          clearTimeout(killer);
-        }
+        await terminate(child, status, 5000);
+        await pumps;
       })();
       return stopped;
     },

@@ -11,7 +11,7 @@
  */
 
 import { fileURLToPath } from "node:url";
-import { exec, type ExecResult, inNetns } from "./exec.ts";
+import { exec, type ExecResult, inNetns, terminate } from "./exec.ts";
 
 /** The repository root, found from this file's location (tests/_support/ → ../..). */
 export const REPO_ROOT: string = fileURLToPath(new URL("../..", import.meta.url)).replace(
@@ -151,20 +151,9 @@ export async function startPvdns(options: StartPvdnsOptions = {}): Promise<Pvdns
   let stopping: Promise<Deno.CommandStatus> | undefined;
   const stop = () => {
     stopping ??= (async () => {
-      if (!done) {
-        try {
-          child.kill("SIGTERM");
-        } catch { /* gone */ }
-      }
-      const killer = setTimeout(() => {
-        try {
-          child.kill("SIGKILL");
-        } catch { /* gone */ }
-      }, 5000);
       try {
-        return await exited;
+        return await terminate(child, exited, 5000);
       } finally {
-        clearTimeout(killer);
         if (configPath) await Deno.remove(configPath).catch(() => {});
       }
     })();

@@ -14,7 +14,7 @@
  * @module
  */
 
-import { sleep } from "./exec.ts";
+import { sleep, terminate } from "./exec.ts";
 
 /** One record served from `local-data`. */
 export interface UnboundRecord {
@@ -176,23 +176,7 @@ export async function startUnbound(options: UnboundOptions): Promise<Unbound> {
   const output = child.output();
   let exited = false;
   output.then(() => exited = true, () => exited = true);
-  const stopChild = async () => {
-    if (!exited) {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* gone */ }
-    }
-    const killer = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* gone */ }
-    }, 3000);
-    try {
-      return await output;
-    } finally {
-      clearTimeout(killer);
-    }
-  };
+  const stopChild = () => terminate(child, output);
 
   const wanted = options.tls ? [ports.dns, ports.tls, ports.https] : [ports.dns];
   const deadline = Date.now() + (options.readyTimeoutMs ?? 10_000);
