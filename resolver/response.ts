@@ -12,12 +12,13 @@ import type { Query } from "./wire.ts";
 
 /** A checked response, ready to be served (and cached) for one question in one PvD. */
 export interface StoredResponse {
-  /** Header + question + records, without any OPT record; ID and question case are placeholders. */
+  /**
+   * Header + question + records, without any OPT record; ID and question case are placeholders.
+   * Each TTL field holds the TTL to serve when fresh (already clamped); replies count it down.
+   */
   readonly wire: Uint8Array;
   /** Offsets of every TTL field in `wire`. */
   readonly ttlOffsets: readonly number[];
-  /** The TTL to serve at each offset when fresh (already clamped). */
-  readonly ttls: readonly number[];
   /** Response code. */
   readonly rcode: number;
   /** When it was received (clock ms). */
@@ -82,11 +83,9 @@ export function indexResponse(wire: Uint8Array, now: number, cache: CacheConfig)
   }
   if (off !== wire.length) throw new BadResponseError("trailing bytes");
 
-  let stored = wire;
-  if (optStart >= 0) {
-    stored = wire.slice(0, optStart);
-    new DataView(stored.buffer).setUint16(10, cut - an - ns);
-  }
+  // A copy of its own, exactly sized: the TTL fields are rewritten below.
+  const stored = wire.slice(0, optStart >= 0 ? optStart : wire.length);
+  if (optStart >= 0) new DataView(stored.buffer).setUint16(10, cut - an - ns);
   let kind: StoredResponse["kind"];
   let ttl: number;
   let ttls: number[];
@@ -107,7 +106,9 @@ export function indexResponse(wire: Uint8Array, now: number, cache: CacheConfig)
     ttl = 0;
     ttls = raw.map(() => 0);
   }
-  return { wire: stored, ttlOffsets, ttls, rcode, storedAt: now, ttl, kind };
+  const sv = new DataView(stored.buffer);
+  for (let i = 0; i < ttlOffsets.length; i++) sv.setUint32(ttlOffsets[i]!, ttls[i]!);
+  return { wire: stored, ttlOffsets, rcode, storedAt: now, ttl, kind };
 }
 
 /**
@@ -137,10 +138,11 @@ export function renderResponse(
   out[2] = flags >> 8;
   out[3] = flags & 0xff;
   const elapsed = Math.floor((now - stored.storedAt) / 1000);
-  const offs = stored.ttlOffsets, ttls = stored.ttls;
+  const offs = stored.ttlOffsets;
   for (let i = 0; i < offs.length; i++) {
-    const t = Math.max(0, ttls[i]! - elapsed);
     const o = offs[i]!;
+    const fresh = (src[o]! << 24 | src[o + 1]! << 16 | src[o + 2]! << 8 | src[o + 3]!) >>> 0;
+    const t = Math.max(0, fresh - elapsed);
     out[o] = t >>> 24;
     out[o + 1] = (t >>> 16) & 0xff;
     out[o + 2] = (t >>> 8) & 0xff;
@@ -188,5 +190,5 @@ export function localResponse(
     setFlags,
     ...(records ? { records } : {}),
   });
-  return { wire, ttlOffsets: [], ttls: [], rcode, storedAt: now, ttl: 0, kind: "other" };
+  return { wire, ttlOffsets: [], rcode, storedAt: now, ttl: 0, kind: "other" };
 }
