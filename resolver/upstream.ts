@@ -21,6 +21,7 @@
  * @module
  */
 
+import ipaddr from "ipaddr.js";
 import { LeakBlockedError, type LeakGuard } from "../policy/leak_guard.ts";
 import { readCaFiles } from "../transports/_trust.ts";
 import { createTransport, type CreateTransportOptions } from "../transports/create.ts";
@@ -464,27 +465,10 @@ function addressesIn(wire: Uint8Array, qtype: number): string[] {
     if (off > wire.length) break;
     if (type !== qtype) continue;
     if (qtype === 1 && rdlength === 4) out.push([...wire.subarray(rdata, rdata + 4)].join("."));
-    if (qtype === 28 && rdlength === 16) out.push(ipv6Text(wire.subarray(rdata, rdata + 16)));
+    if (qtype === 28 && rdlength === 16) {
+      const bytes = [...wire.subarray(rdata, rdata + 16)];
+      out.push((ipaddr.fromByteArray(bytes) as ipaddr.IPv6).toRFC5952String());
+    }
   }
   return out;
-}
-
-/** Canonical (RFC 5952) text of an IPv6 address. */
-function ipv6Text(b: Uint8Array): string {
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((b[i]! << 8) | b[i + 1]!);
-  let bestStart = -1, bestLen = 0;
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen && j - i > 1) [bestStart, bestLen] = [i, j - i];
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(":");
-  return `${hex.slice(0, bestStart).join(":")}::${hex.slice(bestStart + bestLen).join(":")}`;
 }

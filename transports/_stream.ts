@@ -13,7 +13,16 @@
 
 import type { Socket } from "node:net";
 import { answersQuery } from "../resolver/wire.ts";
-import { abortError, socketError, TransportError } from "./transport.ts";
+import type { ServerConfig } from "../resolver/config_types.ts";
+import {
+  abortError,
+  type ExchangeOptions,
+  hostPort,
+  type SendGuard,
+  socketError,
+  TransportError,
+  type TransportOptions,
+} from "./transport.ts";
 
 /** How often a query lost to a closed connection is sent again. */
 export const MAX_RESENDS = 2;
@@ -249,5 +258,70 @@ export class StreamPool {
     this.#closed = true;
     for (const c of [...this.#connections]) c.destroy();
     this.#connections.clear();
+  }
+}
+
+/**
+ * A transport over a {@linkcode StreamPool} to one server of one PvD: Do53 over TCP and DoT
+ * differ only in how a connection is opened. The leak guard is asked before every connect and
+ * before every send.
+ */
+export abstract class StreamTransport {
+  /** The server. */
+  readonly server: ServerConfig;
+  /** The bound local address. */
+  readonly source: string;
+  #pvd: string;
+  #guard: SendGuard;
+  #pool: StreamPool;
+
+  /**
+   * `wire.connect` opens a socket to `address:port` from `options.source`; the guard has
+   * already allowed it. `wire.name` names the wire in errors, `wire.describe` the server in logs.
+   */
+  protected constructor(
+    options: TransportOptions & StreamLimits,
+    wire: {
+      readonly name: string;
+      readonly describe: (hostPort: string) => string;
+      readonly connect: (address: string, port: number) => ReturnType<StreamPoolOptions["open"]>;
+    },
+  ) {
+    const { address, port } = options.server;
+    if (!address) throw new TypeError(`A ${wire.name} server needs an IP address`);
+    this.server = options.server;
+    this.source = options.source;
+    this.#pvd = options.pvd;
+    this.#guard = options.guard;
+    this.#pool = new StreamPool({
+      ...options,
+      describe: wire.describe(hostPort(address, port)),
+      open: () => {
+        this.#guard.check(this.#pvd, address, port, this.source); // every connect
+        return wire.connect(address, port);
+      },
+    });
+  }
+
+  /** Connections open now. */
+  get connections(): number {
+    return this.#pool.size;
+  }
+
+  /** Sends `query` on a reused or new connection and waits for its answer. */
+  exchange(query: Uint8Array, { signal }: ExchangeOptions): Promise<Uint8Array> {
+    try {
+      this.#guard.check(this.#pvd, this.server.address!, this.server.port, this.source); // every send
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (signal.aborted) return Promise.reject(abortError(signal));
+    return this.#pool.exchange(query, signal);
+  }
+
+  /** Closes every connection. */
+  close(): Promise<void> {
+    this.#pool.close();
+    return Promise.resolve();
   }
 }

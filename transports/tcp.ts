@@ -8,16 +8,8 @@
  */
 
 import { Socket } from "node:net";
-import type { ServerConfig } from "../resolver/config_types.ts";
-import { type StreamLimits, StreamPool } from "./_stream.ts";
-import {
-  abortError,
-  type ExchangeOptions,
-  hostPort,
-  type SendGuard,
-  type Transport,
-  type TransportOptions,
-} from "./transport.ts";
+import { type StreamLimits, StreamTransport } from "./_stream.ts";
+import type { Transport, TransportOptions } from "./transport.ts";
 
 /** Options of {@linkcode TcpTransport}. */
 export interface TcpTransportOptions extends TransportOptions, StreamLimits {}
@@ -32,58 +24,21 @@ export interface TcpTransportOptions extends TransportOptions, StreamLimits {}
  * await tcp.close();
  * ```
  */
-export class TcpTransport implements Transport {
+export class TcpTransport extends StreamTransport implements Transport {
   /** Always `"tcp"`. */
   readonly protocol = "tcp" as const;
-  /** The server. */
-  readonly server: ServerConfig;
-  /** The bound local address. */
-  readonly source: string;
-  #pvd: string;
-  #guard: SendGuard;
-  #pool: StreamPool;
 
   /** Creates the transport; the first exchange opens the first connection. */
   constructor(options: TcpTransportOptions) {
-    const address = options.server.address;
-    if (!address) throw new TypeError("A TCP server needs an IP address");
-    this.server = options.server;
-    this.source = options.source;
-    this.#pvd = options.pvd;
-    this.#guard = options.guard;
-    const port = options.server.port;
-    this.#pool = new StreamPool({
-      ...options,
-      describe: `tcp ${hostPort(address, port)}`,
-      open: () => {
-        this.#guard.check(this.#pvd, address, port, this.source); // every connect
+    super(options, {
+      name: "TCP",
+      describe: (hostPort) => `tcp ${hostPort}`,
+      connect: (host, port) => {
         const socket = new Socket();
         socket.setNoDelay(true);
-        socket.connect({ host: address, port, localAddress: this.source });
+        socket.connect({ host, port, localAddress: options.source });
         return { socket, ready: "connect" };
       },
     });
-  }
-
-  /** Connections open now. */
-  get connections(): number {
-    return this.#pool.size;
-  }
-
-  /** Sends `query` on a reused or new connection and waits for its answer. */
-  exchange(query: Uint8Array, { signal }: ExchangeOptions): Promise<Uint8Array> {
-    try {
-      this.#guard.check(this.#pvd, this.server.address!, this.server.port, this.source); // every send
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    if (signal.aborted) return Promise.reject(abortError(signal));
-    return this.#pool.exchange(query, signal);
-  }
-
-  /** Closes every connection. */
-  close(): Promise<void> {
-    this.#pool.close();
-    return Promise.resolve();
   }
 }

@@ -10,17 +10,9 @@
  */
 
 import tls from "node:tls";
-import type { ServerConfig } from "../resolver/config_types.ts";
-import { type StreamLimits, StreamPool } from "./_stream.ts";
+import { type StreamLimits, StreamTransport } from "./_stream.ts";
 import { trustAnchors } from "./_trust.ts";
-import {
-  abortError,
-  type ExchangeOptions,
-  hostPort,
-  type SendGuard,
-  type Transport,
-  type TransportOptions,
-} from "./transport.ts";
+import type { Transport, TransportOptions } from "./transport.ts";
 
 /** Options of {@linkcode TlsTransport}. */
 export interface TlsTransportOptions extends TransportOptions, StreamLimits {
@@ -39,37 +31,25 @@ export interface TlsTransportOptions extends TransportOptions, StreamLimits {
  * await dot.close();
  * ```
  */
-export class TlsTransport implements Transport {
+export class TlsTransport extends StreamTransport implements Transport {
   /** Always `"tls"`. */
   readonly protocol = "tls" as const;
-  /** The server. */
-  readonly server: ServerConfig;
-  /** The bound local address. */
-  readonly source: string;
-  #pvd: string;
-  #guard: SendGuard;
-  #pool: StreamPool;
 
   /** Creates the transport; the first exchange opens the first connection. */
   constructor(options: TlsTransportOptions) {
-    const { address, authName, port } = options.server;
+    const { address, authName } = options.server;
     if (!address) throw new TypeError("A DoT server needs an IP address");
     if (!authName) throw new TypeError("A DoT server needs an authentication name");
-    this.server = options.server;
-    this.source = options.source;
-    this.#pvd = options.pvd;
-    this.#guard = options.guard;
     const ca = trustAnchors(options.ca);
-    this.#pool = new StreamPool({
-      ...options,
-      describe: `tls ${hostPort(address, port)}#${authName}`,
-      open: () => {
-        this.#guard.check(this.#pvd, address, port, this.source); // every connect
+    super(options, {
+      name: "DoT",
+      describe: (hostPort) => `tls ${hostPort}#${authName}`,
+      connect: (host, port) => {
         // node:tls passes localAddress on to the TCP connect (its types omit it).
         const connect: tls.ConnectionOptions & { localAddress: string } = {
-          host: address,
+          host,
           port,
-          localAddress: this.source,
+          localAddress: options.source,
           servername: authName, // SNI, and the name the certificate must carry
           ca,
           rejectUnauthorized: true,
@@ -79,27 +59,5 @@ export class TlsTransport implements Transport {
         return { socket, ready: "secureConnect" };
       },
     });
-  }
-
-  /** Connections open now. */
-  get connections(): number {
-    return this.#pool.size;
-  }
-
-  /** Sends `query` on a reused or new connection and waits for its answer. */
-  exchange(query: Uint8Array, { signal }: ExchangeOptions): Promise<Uint8Array> {
-    try {
-      this.#guard.check(this.#pvd, this.server.address!, this.server.port, this.source); // every send
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    if (signal.aborted) return Promise.reject(abortError(signal));
-    return this.#pool.exchange(query, signal);
-  }
-
-  /** Closes every connection. */
-  close(): Promise<void> {
-    this.#pool.close();
-    return Promise.resolve();
   }
 }
