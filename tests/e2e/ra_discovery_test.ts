@@ -26,12 +26,12 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { encodeRa, type NdOption, type RaHeader } from "../../pvd/ra_codec.ts";
 import type { PvdConfig } from "../../resolver/config_types.ts";
 import { startDnsmasq } from "../_support/dnsmasq.ts";
 import { sleep } from "../_support/exec.ts";
 import { type JsonLinesProcess, startJsonLines } from "../_support/json_lines_process.ts";
 import { createNetns, createVethPair } from "../_support/netns.ts";
+import { pvdDocument, pvdRa } from "../_support/ra_frames.ts";
 import { sendRa } from "../_support/ra_sender.ts";
 import { makeTestCa } from "../_support/test_ca.ts";
 
@@ -40,55 +40,8 @@ const DENO_JSON = fileURLToPath(new URL("../../deno.json", import.meta.url));
 const ID = "pvd.example.com";
 const HOST_ADDR = "2001:db8:cafe::100";
 
-const HEADER: RaHeader = {
-  type: 134,
-  code: 0,
-  checksum: 0,
-  curHopLimit: 64,
-  flags: 0,
-  routerLifetime: 1800,
-  reachableTime: 0,
-  retransTimer: 0,
-};
-
-function ra(seq: number, rdnssLifetime = 1800): Uint8Array {
-  const options: NdOption[] = [
-    {
-      kind: "pio",
-      prefixLength: 64,
-      flags: 0xc0,
-      validLifetime: 86400,
-      preferredLifetime: 14400,
-      reserved2: 0,
-      prefix: "2001:db8:cafe::",
-    },
-    { kind: "rdnss", reserved: 0, lifetime: rdnssLifetime, servers: ["2001:db8:cafe::53"] },
-    { kind: "dnssl", reserved: 0, lifetime: 1800, domains: ["example.com."] },
-  ];
-  return encodeRa({
-    header: HEADER,
-    options: [{
-      kind: "pvd",
-      h: true,
-      l: false,
-      r: false,
-      reserved: 0,
-      delay: 0,
-      seq,
-      id: `${ID}.`,
-      options,
-    }],
-  });
-}
-
-function doc(prefixes: string[], dnsZones: string[]): string {
-  return JSON.stringify({
-    identifier: `${ID}.`,
-    expires: new Date(Date.now() + 3_600_000).toISOString(),
-    prefixes,
-    dnsZones,
-  });
-}
+const ra = (seq: number, rdnssLifetime = 1800) => pvdRa(ID, seq, rdnssLifetime);
+const doc = (prefixes: string[], dnsZones: string[]) => pvdDocument(ID, prefixes, dnsZones);
 
 type Line = Record<string, unknown>;
 const published = (l: Line) => l.publish as PvdConfig[] | undefined;

@@ -12,12 +12,12 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { encodeRa, type NdOption } from "../../pvd/ra_codec.ts";
 import { dig } from "../_support/dig.ts";
 import { startDnsmasq } from "../_support/dnsmasq.ts";
 import { type JsonLinesProcess, startJsonLines } from "../_support/json_lines_process.ts";
 import { createNetns, createVethPair } from "../_support/netns.ts";
 import { runPvdns, startPvdns } from "../_support/pvdns_process.ts";
+import { pvdDocument, pvdRa } from "../_support/ra_frames.ts";
 import { sendRa } from "../_support/ra_sender.ts";
 import { makeTestCa } from "../_support/test_ca.ts";
 
@@ -25,45 +25,6 @@ const support = (f: string) => fileURLToPath(new URL(`../_support/${f}`, import.
 const DENO_JSON = fileURLToPath(new URL("../../deno.json", import.meta.url));
 const ID = "pvd.example.com";
 const HOST_ADDR = "2001:db8:cafe::100";
-
-function ra(seq: number): Uint8Array {
-  const options: NdOption[] = [
-    {
-      kind: "pio",
-      prefixLength: 64,
-      flags: 0xc0,
-      validLifetime: 86400,
-      preferredLifetime: 14400,
-      reserved2: 0,
-      prefix: "2001:db8:cafe::",
-    },
-    { kind: "rdnss", reserved: 0, lifetime: 1800, servers: ["2001:db8:cafe::53"] },
-    { kind: "dnssl", reserved: 0, lifetime: 1800, domains: ["example.com."] },
-  ];
-  return encodeRa({
-    header: {
-      type: 134,
-      code: 0,
-      checksum: 0,
-      curHopLimit: 64,
-      flags: 0,
-      routerLifetime: 1800,
-      reachableTime: 0,
-      retransTimer: 0,
-    },
-    options: [{
-      kind: "pvd",
-      h: true,
-      l: false,
-      r: false,
-      reserved: 0,
-      delay: 0,
-      seq,
-      id: `${ID}.`,
-      options,
-    }],
-  });
-}
 
 Deno.test({
   name: "e2e: pvdns serve learns a PvD from RAs and routes its dnsZones to its RDNSS",
@@ -87,15 +48,7 @@ Deno.test({
       const ca = await makeTestCa([ID]);
       cleanups.push(() => ca.remove());
       const docFile = `${ca.dir}/pvd.json`;
-      await Deno.writeTextFile(
-        docFile,
-        JSON.stringify({
-          identifier: `${ID}.`,
-          expires: new Date(Date.now() + 3_600_000).toISOString(),
-          prefixes: ["2001:db8:cafe::/48"],
-          dnsZones: ["corp.example"],
-        }),
-      );
+      await Deno.writeTextFile(docFile, pvdDocument(ID, ["2001:db8:cafe::/48"], ["corp.example"]));
       const dns = await startDnsmasq({
         address: "2001:db8:cafe::53",
         netns: router.name,
@@ -143,7 +96,7 @@ Deno.test({
         async () => {
           // Routers repeat their RAs; so does the test until pvdns has the PvD.
           for (let i = 0; i < 10; i++) {
-            await sendRa(router.name, veth.a, "fe80::1", ra(1));
+            await sendRa(router.name, veth.a, "fe80::1", pvdRa(ID, 1));
             if (pvdns.output().some((l) => l.includes(`PvD ${ID} added (ra)`))) break;
             await new Promise((r) => setTimeout(r, 500));
           }
