@@ -28,37 +28,121 @@ export function cacheKey(
   return `${qname}|${qtype}|${qclass}|${dnssecOk ? 1 : 0}${checkingDisabled ? 1 : 0}`;
 }
 
+/**
+ * A stale answer served again (RFC 8767): a copy with TTL 30 s, which remembers when the
+ * answer it was made from expired, so that serving it stale never extends its stale life.
+ */
+export interface StaleResponse extends StoredResponse {
+  /** When the original answer expired (clock ms). */
+  readonly expiredAt: number;
+}
+
+/** When `r` stopped (or stops) being fresh, or, for a stale copy, when its original did. */
+function expiryOf(r: StoredResponse): number {
+  return (r as Partial<StaleResponse>).expiredAt ?? r.storedAt + r.ttl * 1000;
+}
+
+/**
+ * The bound on entries over every PvD's cache (`cache.maxTotalEntries`). When it is reached,
+ * the fullest PvD gives up its least recently used entry: one PvD that is asked a lot cannot
+ * push every other PvD's answers out, and no PvD ever sees another's entries.
+ */
+export class CacheBudget {
+  /** The most entries over all PvDs. */
+  max: number;
+  #caches: () => Iterable<PvdCache>;
+  /** Entries given up to keep within the bound. */
+  evictions = 0;
+
+  /**
+   * @param max The bound.
+   * @param caches The caches in force (read on each check, so PvDs may come and go).
+   */
+  constructor(max: number, caches: () => Iterable<PvdCache>) {
+    this.max = max;
+    this.#caches = caches;
+  }
+
+  /** Entries held now over every PvD. */
+  get total(): number {
+    let n = 0;
+    for (const c of this.#caches()) n += c.size;
+    return n;
+  }
+
+  /** Frees one slot when the bound is reached, before a new entry goes in. */
+  makeRoom(): void {
+    let total = 0;
+    let fullest: PvdCache | undefined;
+    for (const c of this.#caches()) {
+      total += c.size;
+      if (!fullest || c.size > fullest.size) fullest = c;
+    }
+    if (total < this.max || !fullest || fullest.size === 0) return;
+    fullest.evictOldest();
+    this.evictions++;
+  }
+}
+
 /** Options of {@linkcode PvdCache}. */
 export interface PvdCacheOptions {
   /** Most entries kept; the least recently used go first. */
   readonly maxEntries: number;
+  /** The bound shared with the other PvDs' caches. */
+  readonly budget?: CacheBudget;
+  /**
+   * How long past expiry an entry is kept for serve-stale, ms; 0 drops it at expiry.
+   * @default 0
+   */
+  readonly staleMs?: number;
 }
 
 /** One PvD's cache of wire-form responses, bounded in entries, expiring by TTL. */
 export class PvdCache {
   #lru: LRUCache<string, StoredResponse>;
+  #budget: CacheBudget | undefined;
+  #staleMs: number;
 
   /** Creates an empty cache. */
   constructor(options: PvdCacheOptions) {
     this.#lru = new LRUCache({ max: options.maxEntries });
+    this.#budget = options.budget;
+    this.#staleMs = options.staleMs ?? 0;
   }
 
-  /** The fresh entry for `key` at clock time `now` (ms), or undefined; expired entries are dropped. */
+  /** The fresh entry for `key` at clock time `now` (ms), or undefined. */
   get(key: string, now: number): StoredResponse | undefined {
     const hit = this.#lru.get(key);
     if (hit === undefined) return undefined;
     if (now >= hit.storedAt + hit.ttl * 1000) {
-      this.#lru.delete(key);
+      // Expired: kept only while it may still be served stale.
+      if (now >= expiryOf(hit) + this.#staleMs) this.#lru.delete(key);
       return undefined;
     }
     return hit;
   }
 
-  /** Stores `response` when it may be cached (TTL above zero). */
-  set(key: string, response: StoredResponse): void {
-    if (response.ttl > 0) this.#lru.set(key, response);
+  /**
+   * An expired answer (positive or negative) for `key` that may still be served stale at `now`,
+   * or undefined. Only this PvD's entries exist here.
+   */
+  getStale(key: string, now: number): StoredResponse | undefined {
+    const entry = this.#lru.get(key);
+    if (!entry || (entry.kind !== "positive" && entry.kind !== "negative")) return undefined;
+    return now < expiryOf(entry) + this.#staleMs ? entry : undefined;
   }
 
+  /** Stores `response` when it may be cached (TTL above zero). */
+  set(key: string, response: StoredResponse): void {
+    if (response.ttl <= 0) return;
+    if (this.#budget && !this.#lru.has(key)) this.#budget.makeRoom();
+    this.#lru.set(key, response);
+  }
+
+  /** Drops the least recently used entry (the shared budget is full). */
+  evictOldest(): void {
+    this.#lru.pop();
+  }
   /** Drops every entry. */
   clear(): void {
     this.#lru.clear();

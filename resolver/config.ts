@@ -18,6 +18,7 @@
  * @module
  */
 import * as jsonc from "jsonc-parser";
+import ipaddr from "ipaddr.js";
 import type { z } from "zod";
 import type { Config, PvdOrigin } from "./config_types.ts";
 import {
@@ -316,6 +317,20 @@ function crossCheck(raw: unknown): string[] {
     if (isObject(entry) && entry.pvd !== undefined) knownPvd(`listen[${i}].pvd`, entry.pvd);
   });
   const dnsListeners = new Set(listeners.keys());
+  // No open resolver by accident: a listener other hosts can reach needs an allow list.
+  if (raw.allow === undefined) {
+    (raw.listen === undefined ? [] : list(raw.listen)).forEach((entry, i) => {
+      const value = isObject(entry) ? entry.address : entry;
+      const address = attempt(parseListenAddress, value);
+      if (address && !isLoopback(address.address)) {
+        fail(
+          "allow",
+          `required because listen[${i}] ${show(value)} is not a loopback address: ` +
+            `list the client prefixes that may query (e.g. ["192.0.2.0/24"])`,
+        );
+      }
+    });
+  }
 
   // Control and metrics: their own ports, and a token when the control API is on TCP.
   const control = isObject(raw.control) ? raw.control : undefined;
@@ -424,4 +439,10 @@ function deepFreeze<T>(value: T): T {
     for (const item of Object.values(value)) deepFreeze(item);
   }
   return value;
+}
+
+/** True for 127.0.0.0/8 and ::1 (IPv4-mapped loopback too). */
+function isLoopback(address: string): boolean {
+  const ip = ipaddr.process(address);
+  return ip.range() === "loopback";
 }

@@ -405,6 +405,8 @@ function parseControlListen(text: string): string {
 const configSchema = z.strictObject({
   listen: z.array(listenEntry).min(1, { error: "at least one listen address is required" })
     .prefault([DEFAULT_LISTEN]),
+  allow: z.array(leaf(parseCidr)).min(1, { error: "at least one client prefix is required" })
+    .optional(),
   control: z.strictObject({
     listen: leaf(parseControlListen),
     token: z.string().regex(/^\S+$/, { error: "must be a non-empty string without spaces" })
@@ -424,6 +426,9 @@ const configSchema = z.strictObject({
     maxTtl: int(0, MAX_TTL).default(86400),
     negativeMaxTtl: int(0, MAX_TTL).default(3600),
     servfailTtl: int(0, 300).default(2),
+    maxTotalEntries: int(1).default(500000),
+    serveStale: z.boolean().default(false),
+    staleMaxAge: int(1, MAX_TTL).default(86400),
   }).prefault({}),
   upstream: z.strictObject({
     timeoutMs: int(10, MAX_TIMER_MS).default(2000),
@@ -433,8 +438,20 @@ const configSchema = z.strictObject({
   }).prefault({}),
   limits: z.strictObject({
     maxInFlight: int(1).default(4096),
+    maxInFlightPerClient: int(1).default(256),
+    maxUpstreamQueries: int(1).default(1024),
     tcpConnections: int(1).default(256),
+    tcpPipeline: int(1, 65535).default(32),
     tcpIdleMs: int(1, MAX_TIMER_MS).default(10000),
+    tcpReadMs: int(1, MAX_TIMER_MS).default(5000),
+    rateLimit: z.strictObject({
+      responsesPerSecond: int(1),
+      burst: int(1).optional(),
+      slip: int(0, 100).default(2),
+      ipv4PrefixLength: int(8, 32).default(24),
+      ipv6PrefixLength: int(16, 128).default(56),
+    }).transform((r): T.RateLimitConfig => ({ ...r, burst: r.burst ?? r.responsesPerSecond }))
+      .optional(),
   }).prefault({}),
 });
 

@@ -164,7 +164,19 @@ export interface CacheConfig {
   readonly negativeMaxTtl: number;
   /** How long a SERVFAIL is remembered, seconds (0 disables). @default 2 */
   readonly servfailTtl: number;
+  /** Entries across every PvD's cache; the fullest PvD gives one up first. @default 500000 */
+  readonly maxTotalEntries: number;
+  /**
+   * Serve-stale (RFC 8767): when every server of a PvD fails, an expired answer of that same
+   * PvD is served with TTL 30 s. @default false
+   */
+  readonly serveStale: boolean;
+  /** How long past its expiry an answer may still be served stale, seconds. @default 86400 */
+  readonly staleMaxAge: number;
 }
+
+/** The part of {@linkcode CacheConfig} that decides how long one answer lives. */
+export type TtlRules = Pick<CacheConfig, "minTtl" | "maxTtl" | "negativeMaxTtl" | "servfailTtl">;
 
 /** Timing of upstream queries. */
 export interface UpstreamOptions {
@@ -179,20 +191,49 @@ export interface UpstreamOptions {
   readonly maxFails?: number;
 }
 
-/** Resource bounds (DESIGN invariant 6). */
+/** Response-rate limiting per client prefix (UDP only; TCP proves the source address). */
+export interface RateLimitConfig {
+  /** Responses per second one client prefix may get. */
+  readonly responsesPerSecond: number;
+  /** Responses a prefix may get in one burst above the rate. @default responsesPerSecond */
+  readonly burst: number;
+  /** Every `slip`-th limited query gets an empty TC reply (retry over TCP); 0 = drop all. @default 2 */
+  readonly slip: number;
+  /** IPv4 clients are grouped by this prefix length. @default 24 */
+  readonly ipv4PrefixLength: number;
+  /** IPv6 clients are grouped by this prefix length. @default 56 */
+  readonly ipv6PrefixLength: number;
+}
+
+/** Resource bounds (DESIGN invariant 6). Past a bound a query is dropped or refused, and counted. */
 export interface LimitsConfig {
-  /** Queries being processed at once; more are dropped (UDP) or closed (TCP). @default 4096 */
+  /** Queries waiting for an upstream at once; more are dropped (UDP) or refused (TCP). @default 4096 */
   readonly maxInFlight: number;
+  /** Queries of one client address waiting for an upstream at once; more are dropped. @default 256 */
+  readonly maxInFlightPerClient: number;
+  /** Upstream exchanges at once over every PvD (each holds a socket); more get SERVFAIL. @default 1024 */
+  readonly maxUpstreamQueries: number;
   /** Open client TCP connections per listener. @default 256 */
   readonly tcpConnections: number;
+  /** Queries one TCP connection may have unanswered; past it pvdns stops reading it. @default 32 */
+  readonly tcpPipeline: number;
   /** Idle time before a client TCP connection is closed, ms. @default 10000 */
   readonly tcpIdleMs: number;
+  /** A TCP message whose first byte arrived must be complete within this, ms (slow-loris). @default 5000 */
+  readonly tcpReadMs: number;
+  /** Response-rate limiting per client prefix; off when absent. */
+  readonly rateLimit?: RateLimitConfig;
 }
 
 /** The whole, validated configuration. Frozen deeply. */
 export interface Config {
   /** DNS listeners. */
   readonly listen: readonly ListenerConfig[];
+  /**
+   * Client prefixes that may query; others get REFUSED. Required when a listener is not on a
+   * loopback address (no open resolver by accident); absent = every client (loopback only).
+   */
+  readonly allow?: readonly Cidr[];
   /** The HTTP control API, when on. */
   readonly control?: { readonly listen: string; readonly token?: string };
   /** The Prometheus `/metrics` listener, when on. */

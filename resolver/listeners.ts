@@ -23,9 +23,23 @@ export interface DnsListener {
   /** `ADDR:PORT` with the port actually bound. */
   readonly text: string;
   readonly port: number;
+  /**
+   * Stops taking new queries (graceful stop): answers to queries already taken still go out.
+   * TCP connections close once their last answer is written.
+   */
+  stop(): void;
   /** Stops accepting and closes open connections. */
   close(): Promise<void>;
 }
+
+/** Bounds of one TCP listener (a part of `limits` in the config). */
+export type TcpLimits = Pick<
+  LimitsConfig,
+  "tcpConnections" | "tcpIdleMs" | "tcpReadMs" | "tcpPipeline"
+>;
+
+/** Told each time a bound is reached, by the bound's name (e.g. `tcp_connections`). */
+export type LimitCounter = (limit: string) => void;
 
 /** The client went away, or we are closing: nothing to do. */
 function ignore(): void {}
@@ -48,6 +62,7 @@ export function startUdpListener(
   });
   const port = (conn.addr as Deno.NetAddr).port;
   let closed = false;
+  let stopped = false;
   const loop = (async () => {
     while (!closed) {
       let data: Uint8Array, addr: Deno.Addr;
@@ -60,6 +75,7 @@ export function startUdpListener(
         );
         continue;
       }
+      if (stopped) continue; // graceful stop: taken queries are answered, new ones are not
       const from = addr as Deno.NetAddr;
       const reply = handle(
         data,
@@ -78,6 +94,9 @@ export function startUdpListener(
   return {
     text: hostPort(listener.address, port),
     port,
+    stop() {
+      stopped = true;
+    },
     async close() {
       closed = true;
       conn.close();
@@ -90,33 +109,37 @@ export function startUdpListener(
 export function startTcpListener(
   listener: ListenerConfig,
   handle: QueryHandler,
-  limits: LimitsConfig,
+  limits: TcpLimits,
   log: (line: string) => void,
   options: { listener: ListenerConfig } = { listener },
+  onLimit: LimitCounter = ignore,
 ): DnsListener {
   const server = Deno.listen({ hostname: listener.address, port: listener.port });
   const port = (server.addr as Deno.NetAddr).port;
-  const open = new Set<Deno.TcpConn>();
+  const open = new Map<Deno.TcpConn, ClientConnection>();
   const running = new Set<Promise<void>>();
   let closed = false;
+  let stopped = false;
   const loop = (async () => {
-    while (!closed) {
+    while (!closed && !stopped) {
       let conn: Deno.TcpConn;
       try {
         conn = await server.accept();
       } catch (e) {
-        if (closed) return;
+        if (closed || stopped) return;
         log(
           `pvdns: tcp ${hostPort(listener.address, port)} accept failed: ${(e as Error).message}`,
         );
         continue;
       }
       if (open.size >= limits.tcpConnections) {
+        onLimit("tcp_connections");
         conn.close(); // bounded: refuse rather than queue
         continue;
       }
-      open.add(conn);
-      const p = serveConnection(conn, options, handle, limits.tcpIdleMs).finally(() => {
+      const c = new ClientConnection(conn, options, handle, limits, onLimit);
+      open.set(conn, c);
+      const p = c.serve().finally(() => {
         open.delete(conn);
         running.delete(p);
       });
@@ -126,87 +149,176 @@ export function startTcpListener(
   return {
     text: hostPort(listener.address, port),
     port,
+    stop() {
+      if (stopped) return;
+      stopped = true;
+      server.close();
+      for (const c of open.values()) c.drain();
+    },
     async close() {
       closed = true;
-      server.close();
+      if (!stopped) server.close();
       await loop;
-      for (const c of open) {
-        try {
-          c.close();
-        } catch { /* already closed */ }
-      }
+      for (const c of open.values()) c.close();
       await Promise.allSettled([...running]);
     },
   };
 }
 
-async function serveConnection(
-  conn: Deno.TcpConn,
-  options: { listener: ListenerConfig },
-  handle: QueryHandler,
-  idleMs: number,
-): Promise<void> {
-  const remote = conn.remoteAddr as Deno.NetAddr;
-  const client: ClientInfo = { address: remote.hostname, port: remote.port, transport: "tcp" };
-  let pending = 0;
-  let closed = false;
-  let writing: Promise<unknown> = Promise.resolve();
-  let idle: ReturnType<typeof setTimeout> | undefined;
-  const close = () => {
-    if (closed) return;
-    closed = true;
-    clearTimeout(idle);
+/**
+ * One client TCP connection (RFC 7766): length-prefixed queries, answered in the order they
+ * complete. Bounded: at most `tcpPipeline` queries unanswered (then it is not read until one is
+ * written), a started message must arrive whole within `tcpReadMs` (slow-loris), and a
+ * connection with nothing to do closes after `tcpIdleMs`.
+ */
+class ClientConnection {
+  #conn: Deno.TcpConn;
+  #options: { listener: ListenerConfig };
+  #handle: QueryHandler;
+  #limits: TcpLimits;
+  #onLimit: LimitCounter;
+  #client: ClientInfo;
+  /** Queries read whose answers are not written yet. */
+  #queued = 0;
+  /** Of those, the ones still waiting for their answer. */
+  #answering = 0;
+  #closed = false;
+  #draining = false;
+  #writing: Promise<unknown> = Promise.resolve();
+  #idle: ReturnType<typeof setTimeout> | undefined;
+  #readDeadline: ReturnType<typeof setTimeout> | undefined;
+  #resume: (() => void) | undefined;
+  #onClosed!: () => void;
+  #whenClosed = new Promise<void>((r) => this.#onClosed = r);
+
+  constructor(
+    conn: Deno.TcpConn,
+    options: { listener: ListenerConfig },
+    handle: QueryHandler,
+    limits: TcpLimits,
+    onLimit: LimitCounter,
+  ) {
+    this.#conn = conn;
+    this.#options = options;
+    this.#handle = handle;
+    this.#limits = limits;
+    this.#onLimit = onLimit;
+    const remote = conn.remoteAddr as Deno.NetAddr;
+    this.#client = { address: remote.hostname, port: remote.port, transport: "tcp" };
+  }
+
+  /** Closes the connection now. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#idle);
+    clearTimeout(this.#readDeadline);
+    this.#resume?.();
     try {
-      conn.close();
+      this.#conn.close();
     } catch { /* already closed */ }
-  };
-  const arm = () => {
-    clearTimeout(idle);
-    idle = setTimeout(() => pending === 0 ? close() : arm(), idleMs);
-  };
-  arm();
-  const write = (msg: Uint8Array) => {
+    this.#onClosed();
+  }
+
+  /** Takes no more queries; closes once every taken query is answered. */
+  drain(): void {
+    this.#draining = true;
+    if (this.#queued === 0) this.close();
+  }
+
+  /** Activity: the idle time starts again. Queries waiting upstream keep a connection open. */
+  #arm(): void {
+    clearTimeout(this.#idle);
+    this.#idle = setTimeout(
+      () => this.#answering === 0 ? this.close() : this.#arm(),
+      this.#limits.tcpIdleMs,
+    );
+  }
+
+  #write(msg: Uint8Array): void {
     const frame = new Uint8Array(2 + msg.length);
     frame[0] = msg.length >> 8;
     frame[1] = msg.length & 0xff;
     frame.set(msg, 2);
-    // Replies go out whole and one at a time, in the order their answers complete.
-    writing = writing.then(async () => {
+    // Replies go out whole and one at a time, in the order their answers complete. A query
+    // counts against the pipeline bound until its reply is written: a client that does not
+    // read its answers stops being read.
+    this.#writing = this.#writing.then(async () => {
       let off = 0;
-      while (off < frame.length && !closed) off += await conn.write(frame.subarray(off));
-    }).catch(close);
-  };
-  let buf = new Uint8Array(0);
-  const chunk = new Uint8Array(65537);
-  try {
-    while (!closed) {
-      const n = await conn.read(chunk);
-      if (n === null) break;
-      arm();
-      const next = new Uint8Array(buf.length + n);
-      next.set(buf);
-      next.set(chunk.subarray(0, n), buf.length);
-      buf = next;
-      while (buf.length >= 2) {
-        const len = (buf[0]! << 8) | buf[1]!;
-        if (buf.length < 2 + len) break;
-        const msg = buf.slice(2, 2 + len);
-        buf = buf.subarray(2 + len);
-        pending++;
-        Promise.resolve(handle(msg, client, options))
-          .then((reply) => {
-            if (reply && !closed) write(reply);
-            else if (!reply) close(); // unreadable query: RFC 7766 §8 lets us close
-          })
-          .catch(close)
-          .finally(() => pending--);
+      while (off < frame.length && !this.#closed) {
+        off += await this.#conn.write(frame.subarray(off));
+        this.#arm();
       }
-    }
-  } catch {
-    // reset by peer, or closed by us
+    }).catch(() => this.close()).finally(() => this.#done());
   }
-  // The client half-closed: let pending answers go out, then close.
-  while (pending > 0 && !closed) await new Promise((r) => setTimeout(r, 5));
-  await writing;
-  close();
+
+  #done(): void {
+    this.#queued--;
+    const resume = this.#resume;
+    this.#resume = undefined;
+    resume?.();
+    if (this.#draining && this.#queued === 0) this.close();
+  }
+
+  #take(msg: Uint8Array): void {
+    this.#queued++;
+    this.#answering++;
+    Promise.resolve(this.#handle(msg, this.#client, this.#options))
+      .then((reply) => {
+        this.#answering--;
+        if (reply && !this.#closed) return this.#write(reply);
+        if (!reply) this.close(); // unreadable query: RFC 7766 §8 lets us close
+        this.#done();
+      }, () => {
+        this.#answering--;
+        this.close();
+        this.#done();
+      });
+  }
+
+  /** Reads and answers until the client or pvdns closes the connection. */
+  async serve(): Promise<void> {
+    this.#arm();
+    let buf = new Uint8Array(0);
+    const chunk = new Uint8Array(65537);
+    try {
+      while (!this.#closed) {
+        const n = await this.#conn.read(chunk);
+        if (n === null) break;
+        this.#arm();
+        if (this.#draining) continue; // graceful stop: nothing new is taken
+        const next = new Uint8Array(buf.length + n);
+        next.set(buf);
+        next.set(chunk.subarray(0, n), buf.length);
+        buf = next;
+        while (buf.length >= 2 && !this.#closed) {
+          const len = (buf[0]! << 8) | buf[1]!;
+          if (buf.length < 2 + len) break;
+          if (this.#queued >= this.#limits.tcpPipeline) {
+            this.#onLimit("tcp_pipeline");
+            await new Promise<void>((r) => this.#resume = r);
+            if (this.#closed || this.#draining) break;
+          }
+          const msg = buf.slice(2, 2 + len);
+          buf = buf.subarray(2 + len);
+          this.#take(msg);
+        }
+        // A message has started: it must be complete in time, however slowly its bytes come.
+        if (buf.length === 0) {
+          clearTimeout(this.#readDeadline);
+          this.#readDeadline = undefined;
+        } else if (this.#readDeadline === undefined) {
+          this.#readDeadline = setTimeout(() => {
+            this.#onLimit("tcp_read_timeout");
+            this.close();
+          }, this.#limits.tcpReadMs);
+        }
+      }
+    } catch {
+      // reset by peer, or closed by us
+    }
+    // The client half-closed: let pending answers go out, then close.
+    this.drain();
+    await this.#whenClosed;
+  }
 }

@@ -169,6 +169,7 @@ export class ResolverMetrics {
   #misses = new Map<string, number>();
   #upstreamErrors = new Map<string, number>();
   #reloads = new Map<string, number>();
+  #limits = new Map<string, number>();
   #duration = new FastHistogram(
     "pvdns_dns_request_duration_seconds",
     "Time from a query's arrival to its answer; answers made at once (cache, local) count in the first bucket",
@@ -240,6 +241,13 @@ export class ResolverMetrics {
       ["result"],
       () => split(this.#reloads),
     );
+    scrapedCounter(
+      registry,
+      "pvdns_limit_reached_total",
+      "Queries or connections dropped, refused or slowed because a bound was reached, by bound",
+      ["limit"],
+      () => split(this.#limits),
+    );
     new Gauge({
       name: "pvdns_cache_entries",
       help: "Entries in each PvD's cache",
@@ -295,6 +303,19 @@ export class ResolverMetrics {
       const key = `${pvd}|${server}|${transport}`;
       this.#upstreamDuration.observe(key, () => ({ pvd, server, transport }), seconds);
     }
+  }
+
+  /**
+   * A bound was reached: `in_flight`, `client_in_flight`, `upstream_queries`, `tcp_connections`,
+   * `tcp_pipeline`, `tcp_read_timeout`, `acl` (refused), `rate_limit` (dropped or slipped).
+   */
+  limit(name: string): void {
+    bump(this.#limits, name);
+  }
+
+  /** How often each bound was reached so far. */
+  get limitsReached(): ReadonlyMap<string, number> {
+    return this.#limits;
   }
 
   /** A reload was tried. */

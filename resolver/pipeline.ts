@@ -8,15 +8,15 @@
 
 import { localAnswer } from "../policy/local_answer.ts";
 import type { Route, Router } from "../policy/router.ts";
-import { cacheKey, type PvdCache } from "./cache.ts";
+import { cacheKey, type PvdCache, type StaleResponse } from "./cache.ts";
 import type { ListenerConfig } from "./config_types.ts";
 import type { ResolverMetrics } from "./metrics.ts";
 import { localResponse, type StoredResponse } from "./response.ts";
 import { type PvdUpstreams, UpstreamFailure } from "./upstream.ts";
 import { Flags, type Query, Rcode } from "./wire.ts";
 
-/** Where an answer came from (a low-cardinality label). */
-export type AnswerSource = "cache" | "upstream" | "local" | "policy";
+/** Where an answer came from (a low-cardinality label). `stale`: RFC 8767 serve-stale. */
+export type AnswerSource = "cache" | "upstream" | "local" | "policy" | "stale";
 
 /** Who asked, and through what. */
 export interface ClientInfo {
@@ -92,6 +92,8 @@ export interface PipelineDeps {
   readonly state: PipelineState;
   /** How long a SERVFAIL made here (every server failed) is remembered, seconds. */
   readonly servfailTtl: number;
+  /** RFC 8767: when every server of a PvD fails, serve that PvD's expired answer (TTL 30 s). */
+  readonly serveStale?: boolean;
   /** Clock in ms. */
   readonly now: () => number;
   /** Called when a PvD's servers all failed (for logs). */
@@ -136,7 +138,11 @@ export function buildPipeline(deps: PipelineDeps): (ctx: QueryContext) => MaybeP
           .finally(() => done.delete(key));
         perPvd.set(key, pending);
       }
-      return pending.then((response) => ({ response, source: "upstream" as const, pvd }));
+      return pending.then((response) => ({
+        response,
+        source: "expiredAt" in response ? "stale" as const : "upstream" as const,
+        pvd,
+      }));
     },
   ]);
   return compose([
@@ -201,9 +207,37 @@ async function fetchAndStore(
   } catch (e) {
     if (!(e instanceof UpstreamFailure)) throw e;
     deps.onUpstreamFailure?.(pvd, e);
-    const failed = localResponse(query, Rcode.SERVFAIL, deps.now());
-    response = { ...failed, ttl: deps.servfailTtl, kind: "servfail" };
+    const now = deps.now();
+    // Serve-stale looks only in this PvD's own cache: a stale answer never crosses PvDs.
+    const stale = deps.serveStale ? cache.getStale(key, now) : undefined;
+    if (stale) response = staleCopy(stale, now);
+    else {
+      const failed = localResponse(query, Rcode.SERVFAIL, now);
+      response = { ...failed, ttl: deps.servfailTtl, kind: "servfail" };
+    }
   }
   cache.set(key, response);
   return response;
+}
+
+/** RFC 8767 §4: a stale answer goes out with TTL 30 s, and is not asked for again before then. */
+const STALE_TTL = 30;
+
+/** A copy of an expired answer whose every TTL is 30 s, fresh from `now` for 30 s. */
+function staleCopy(expired: StoredResponse, now: number): StaleResponse {
+  const wire = expired.wire.slice();
+  for (const o of expired.ttlOffsets) {
+    wire[o] = 0;
+    wire[o + 1] = 0;
+    wire[o + 2] = 0;
+    wire[o + 3] = STALE_TTL;
+  }
+  return {
+    ...expired,
+    wire,
+    storedAt: now,
+    ttl: STALE_TTL,
+    expiredAt: (expired as Partial<StaleResponse>).expiredAt ??
+      expired.storedAt + expired.ttl * 1000,
+  };
 }

@@ -12,9 +12,9 @@ import type { LeakGuard } from "../policy/leak_guard.ts";
 import { checkRoutes } from "../policy/route_check.ts";
 import { Router } from "../policy/router.ts";
 import type { IpRunner } from "../pvd/ip_command.ts";
-import { PvdCache } from "./cache.ts";
+import { CacheBudget, PvdCache } from "./cache.ts";
 import type { Config, PvdConfig, ServerConfig } from "./config_types.ts";
-import { PvdUpstreams } from "./upstream.ts";
+import { PvdUpstreams, type UpstreamSlots } from "./upstream.ts";
 
 /** What changed in one {@linkcode PvdSet.apply}. */
 export interface PvdChanges {
@@ -42,6 +42,8 @@ export interface PvdSetOptions {
     seconds: number,
     reason?: string,
   ) => void;
+  /** Told when a bound is reached (`upstream_queries`). */
+  readonly onLimit?: (limit: string) => void;
 }
 
 /** The per-PvD runtime state, switched as a whole on reload or discovery. */
@@ -58,6 +60,10 @@ export class PvdSet {
   };
   #pvds = new Map<string, { json: string; config: PvdConfig }>();
   #optionsKey = "";
+  /** Entries over every PvD's cache, bounded by `cache.maxTotalEntries`. */
+  readonly budget: CacheBudget = new CacheBudget(Infinity, () => this.state.caches.values());
+  /** Upstream exchanges at once over every PvD, bounded by `limits.maxUpstreamQueries`. */
+  readonly slots: UpstreamSlots & { max: number } = { active: 0, max: Infinity };
   #options: PvdSetOptions;
   #config: Config | undefined;
   #routeTimer: ReturnType<typeof setInterval> | undefined;
@@ -67,6 +73,8 @@ export class PvdSet {
   /** Creates an empty set; call {@linkcode PvdSet.apply}. */
   constructor(options: PvdSetOptions) {
     this.#options = options;
+    const onLimit = options.onLimit;
+    if (onLimit) this.slots = { ...this.slots, onFull: () => onLimit("upstream_queries") };
   }
 
   /** The PvDs in force. */
@@ -82,6 +90,9 @@ export class PvdSet {
   async apply(config: Config): Promise<PvdChanges> {
     const optionsKey = JSON.stringify([config.cache, config.upstream, config.caFile ?? null]);
     const everything = optionsKey !== this.#optionsKey; // cache or timing options: rebuild all
+    this.budget.max = config.cache.maxTotalEntries;
+    this.slots.max = config.limits.maxUpstreamQueries;
+    const staleMs = config.cache.serveStale ? config.cache.staleMaxAge * 1000 : 0;
     const caches = new Map<string, PvdCache>();
     const upstreams = new Map<string, PvdUpstreams>();
     const next = new Map<string, { json: string; config: PvdConfig }>();
@@ -99,7 +110,10 @@ export class PvdSet {
         continue;
       }
       (old ? changed : added).push(p.id);
-      caches.set(p.id, new PvdCache({ maxEntries: config.cache.maxEntries }));
+      caches.set(
+        p.id,
+        new PvdCache({ maxEntries: config.cache.maxEntries, budget: this.budget, staleMs }),
+      );
       const onExchange = this.#options.onExchange;
       upstreams.set(
         p.id,
@@ -109,6 +123,7 @@ export class PvdSet {
           guard,
           now,
           caFile: config.caFile,
+          slots: this.slots,
           ...(onExchange ? { onExchange: (s, sec, why) => onExchange(p.id, s, sec, why) } : {}),
         }),
       );

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { CacheConfig } from "./config_types.ts";
+import type { TtlRules } from "./config_types.ts";
 import { buildReply, Flags, Rcode, skipName, Type, writeOpt } from "./wire.ts";
 import type { Query } from "./wire.ts";
 
@@ -46,7 +46,7 @@ export class BadResponseError extends Error {
  *
  * @throws {BadResponseError} when the message cannot be walked
  */
-export function indexResponse(wire: Uint8Array, now: number, cache: CacheConfig): StoredResponse {
+export function indexResponse(wire: Uint8Array, now: number, cache: TtlRules): StoredResponse {
   if (wire.length < 12) throw new BadResponseError("short header");
   const dv = new DataView(wire.buffer, wire.byteOffset, wire.byteLength);
   const rcode = dv.getUint16(2) & 0xf;

@@ -7,6 +7,7 @@
  */
 
 import { LeakGuard } from "../policy/leak_guard.ts";
+import { AdmissionControl } from "./admission.ts";
 import type { IpRunner } from "../pvd/ip_command.ts";
 import { type PvdEvent, PvdRegistry } from "../pvd/registry.ts";
 import type { Config, ListenerConfig, PvdConfig } from "./config_types.ts";
@@ -20,9 +21,9 @@ import { type Answer, buildPipeline, type ClientInfo } from "./pipeline.ts";
 import { type PvdChanges, PvdSet } from "./pvd_set.ts";
 import { ResolverMetrics } from "./metrics.ts";
 import { mmsgAvailable, startMmsgUdpListener } from "./udp_mmsg.ts";
-import { renderResponse } from "./response.ts";
+import { localResponse, renderResponse } from "./response.ts";
 import { Registry } from "prom-client";
-import { parseQuery, type Query } from "./wire.ts";
+import { parseQuery, type Query, Rcode } from "./wire.ts";
 
 /** Options of {@linkcode createStub}. */
 export interface StubOptions {
@@ -98,8 +99,19 @@ export interface Stub {
   setDiscovered(origin: "host" | "ra", pvds: readonly PvdConfig[]): Promise<PvdChanges>;
   /** Calls `listener` after every change of the PvD set; returns a function that unsubscribes. */
   onPvdChange(listener: (events: readonly PvdEvent[]) => void): () => void;
-  /** Stops listeners and closes upstream sockets. */
-  close(): Promise<void>;
+  /** Queries waiting for an upstream answer right now. */
+  readonly inFlight: number;
+  /**
+   * Stops: listeners take no new query at once; queries already taken are answered until they
+   * are done or `drainMs` has passed; then listeners and upstream sockets are closed.
+   */
+  close(options?: CloseOptions): Promise<void>;
+}
+
+/** Options of {@linkcode Stub.close}. */
+export interface CloseOptions {
+  /** How long queries in flight may still be answered, ms. @default 0 */
+  readonly drainMs?: number;
 }
 
 /** Options of {@linkcode Stub.handle}. */
@@ -155,6 +167,7 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
     routeCheckMs: options.routeCheckMs,
     onExchange: (pvd, server, seconds, reason) =>
       metrics.upstream(pvd, server.text, server.protocol, seconds, reason),
+    onLimit: (name) => metrics.limit(name),
   });
   const registry = new PvdRegistry(config);
   const listeners = new Set<(events: readonly PvdEvent[]) => void>();
@@ -185,6 +198,9 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
     get servfailTtl() {
       return config.cache.servfailTtl;
     },
+    get serveStale() {
+      return config.cache.serveStale;
+    },
     now,
     onUpstreamFailure: (_pvd, e) => log(`pvdns: ${e.message}`),
     onFallback: (from, to) => {
@@ -194,6 +210,10 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
   });
 
   let inFlight = 0;
+  const perClient = new Map<string, number>(); // in-flight queries per client address
+  let admission = new AdmissionControl(config);
+  const onLimit = (name: string) => metrics.limit(name);
+  let idle: (() => void) | undefined; // told when the last in-flight query is done (drain)
   const resolve = (
     query: Query,
     client: ClientInfo,
@@ -222,7 +242,18 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
     }
     const q = parsed.query;
     metrics.request(client.transport, q.qtype);
-    if (inFlight >= config.limits.maxInFlight) return null; // bounded: shed load, clients retry
+    if (!admission.open) {
+      const verdict = admission.admit(client.address, client.transport, now());
+      if (verdict !== "ok") {
+        return refuse(q, client, verdict === "refuse" ? "acl" : "rate_limit", verdict);
+      }
+    }
+    // Bounded: past a bound a UDP query is dropped (the client retries), a TCP one refused.
+    if (inFlight >= config.limits.maxInFlight) return refuse(q, client, "in_flight");
+    const mine = perClient.get(client.address) ?? 0;
+    if (mine >= config.limits.maxInFlightPerClient && client.address !== "") {
+      return refuse(q, client, "client_in_flight");
+    }
     let answer: Answer | Promise<Answer>;
     try {
       answer = resolve(q, client, opts.explicitPvd, opts.listener);
@@ -234,17 +265,54 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
       return render(answer, q, client.transport);
     }
     inFlight++;
+    perClient.set(client.address, mine + 1);
     const t0 = performance.now();
     return answer.then((a) => {
       opts.onAnswer?.(a);
       return render(a, q, client.transport, t0);
     }, failed(q))
-      .finally(() => inFlight--);
+      .finally(() => {
+        inFlight--;
+        const left = perClient.get(client.address)! - 1;
+        if (left > 0) perClient.set(client.address, left);
+        else perClient.delete(client.address);
+        if (inFlight === 0) idle?.();
+      });
+  };
+  /** A query past a bound or outside the allow list: counted; REFUSED, TC or nothing. */
+  const refuse = (
+    q: Query,
+    client: ClientInfo,
+    limit: string,
+    verdict: "refuse" | "drop" | "slip" = client.transport === "udp" ? "drop" : "refuse",
+  ): Uint8Array | null => {
+    onLimit(limit);
+    if (verdict === "drop") return null;
+    const t = now();
+    const rcode = verdict === "refuse" ? Rcode.REFUSED : Rcode.NOERROR;
+    metrics.response(undefined, rcode, "policy");
+    // A slip is an empty reply with TC set (rendered with no room): a real client retries on TCP.
+    return renderResponse(localResponse(q, rcode, t), q, t, verdict === "slip" ? 0 : 65535);
   };
   const handle = (raw: Uint8Array, client: ClientInfo, opts: HandleOptions = {}) =>
     Promise.resolve(serve(raw, client, opts));
 
   const open = new Map<string, OpenListener>(); // keyed by the configured text
+  // Read when a connection comes or a bound is checked, so that a reload applies at once.
+  const tcpLimits = {
+    get tcpConnections() {
+      return config.limits.tcpConnections;
+    },
+    get tcpIdleMs() {
+      return config.limits.tcpIdleMs;
+    },
+    get tcpReadMs() {
+      return config.limits.tcpReadMs;
+    },
+    get tcpPipeline() {
+      return config.limits.tcpPipeline;
+    },
+  };
   const wanted = options.udpListener ?? "auto";
   const batched = wanted === "mmsg" || (wanted === "auto" && mmsgAvailable());
   const openListener = (l: ListenerConfig): OpenListener => {
@@ -254,7 +322,14 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
       : startUdpListener(l, serve, log, options);
     try {
       // Port 0 asks the kernel; TCP then takes the port UDP got, so one address serves both.
-      const tcp = startTcpListener({ ...l, port: udp.port }, serve, config.limits, log, options);
+      const tcp = startTcpListener(
+        { ...l, port: udp.port },
+        serve,
+        tcpLimits,
+        log,
+        options,
+        onLimit,
+      );
       return { udp, tcp, options };
     } catch (e) {
       udp.close();
@@ -315,6 +390,7 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
         throw e;
       }
       config = next;
+      admission = new AdmissionControl(next);
       const listenersRemoved: string[] = [];
       const wanted = new Map(next.listen.map((l) => [l.text, l]));
       for (const [text, o] of open) {
@@ -336,8 +412,25 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
-    async close() {
+    get inFlight() {
+      return inFlight;
+    },
+    async close(closeOptions: CloseOptions = {}) {
       await applying;
+      for (const o of open.values()) {
+        o.udp.stop();
+        o.tcp.stop();
+      }
+      const drainMs = closeOptions.drainMs ?? 0;
+      if (drainMs > 0 && inFlight > 0) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await new Promise<void>((resolve) => {
+          idle = resolve;
+          timer = setTimeout(resolve, drainMs);
+        });
+        clearTimeout(timer);
+        idle = undefined;
+      }
       for (const o of open.values()) await closeListener(o);
       open.clear();
       await pvds.close();

@@ -166,6 +166,7 @@ export function startMmsgUdpListener(
   const buffers: unknown[] = [bufs, names, recvIov, recvHdr, sendIov, sendHdr, pollFd];
 
   let closed = false;
+  let stopped = false; // graceful stop: nothing new is read, answers to taken queries still go
   const sendLater = (reply: Uint8Array, to: Uint8Array) => {
     if (closed) return;
     l.sendto(fd, reply, BigInt(reply.length), MSG_DONTWAIT, to, to.length);
@@ -173,7 +174,7 @@ export function startMmsgUdpListener(
 
   const loop = (async () => {
     let batches = 0;
-    while (!closed) {
+    while (!closed && !stopped) {
       for (let i = 0; i < BATCH; i++) rh.setUint32(i * MMSG + 8, NAME, true);
       const n = l.recvmmsg(fd, recvHdr, BATCH, MSG_DONTWAIT, null);
       if (n <= 0) {
@@ -216,6 +217,9 @@ export function startMmsgUdpListener(
   return {
     text,
     port,
+    stop() {
+      stopped = true;
+    },
     async close() {
       if (closed) return;
       closed = true;

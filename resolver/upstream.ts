@@ -27,7 +27,7 @@ import { readCaFiles } from "../transports/_trust.ts";
 import { createTransport, type CreateTransportOptions } from "../transports/create.ts";
 import { TcpTransport } from "../transports/tcp.ts";
 import { type FailureReason, type Transport, TransportError } from "../transports/transport.ts";
-import type { CacheConfig, PvdConfig, ServerConfig, UpstreamOptions } from "./config_types.ts";
+import type { PvdConfig, ServerConfig, TtlRules, UpstreamOptions } from "./config_types.ts";
 import { BadResponseError, indexResponse, type StoredResponse } from "./response.ts";
 import { buildUpstreamQuery, Flags, Rcode, skipName, Type } from "./wire.ts";
 
@@ -40,10 +40,24 @@ export interface UpstreamQuestion {
   readonly cd: boolean;
 }
 
+/** Why one try at a server failed: the transport's reason, an error rcode, or a full budget. */
+export type AttemptReason = FailureReason | "rcode" | "limit";
+
+/**
+ * Upstream exchanges in flight over every PvD, and the most allowed (`limits.maxUpstreamQueries`).
+ * One object is shared by all PvDs: each exchange holds a socket or a stream slot.
+ */
+export interface UpstreamSlots {
+  active: number;
+  readonly max: number;
+  /** Told when a try is refused because every slot is taken. */
+  readonly onFull?: () => void;
+}
+
 /** Every server of a PvD failed; carries what happened at each. */
 export class UpstreamFailure extends Error {
   /** One entry per attempt. */
-  readonly attempts: readonly { server: string; reason: FailureReason | "rcode" }[];
+  readonly attempts: readonly { server: string; reason: AttemptReason }[];
   /** Creates the error. */
   constructor(pvd: string, attempts: UpstreamFailure["attempts"]) {
     super(
@@ -59,7 +73,7 @@ export class UpstreamFailure extends Error {
 /** Options of {@linkcode PvdUpstreams}. */
 export interface PvdUpstreamsOptions {
   readonly upstream: UpstreamOptions;
-  readonly cache: CacheConfig;
+  readonly cache: TtlRules;
   readonly guard: LeakGuard;
   /**
    * Told of every exchange with a server: its time, and the reason when it failed (metrics).
@@ -74,6 +88,8 @@ export interface PvdUpstreamsOptions {
   readonly probeIntervalMs?: number;
   /** Makes the transport of one server (tests inject fakes). @default createTransport */
   readonly createTransport?: (options: CreateTransportOptions) => Transport;
+  /** The bound on upstream exchanges at once, shared by every PvD. @default unbounded */
+  readonly slots?: UpstreamSlots;
 }
 
 /** How a PvD's servers are reached, as `pvdns doctor` reports it. */
@@ -120,7 +136,7 @@ interface ServerState {
 /** How one try ended. */
 type Outcome =
   | { readonly ok: true; readonly response: StoredResponse }
-  | { readonly ok: false; readonly reason: FailureReason | "rcode" | "cancelled" };
+  | { readonly ok: false; readonly reason: AttemptReason | "cancelled" };
 
 const MAX_PROBE_MS = 30_000;
 const MIN_HOST_TTL_S = 5;
@@ -224,7 +240,7 @@ export class PvdUpstreams {
       this.#closing.signal,
       ...(signal ? [signal] : []),
     ]);
-    const attempts: { server: string; reason: FailureReason | "rcode" }[] = [];
+    const attempts: { server: string; reason: AttemptReason }[] = [];
     const queue: ServerState[] = [];
     for (const state of this.#sorted(states)) {
       if (state.blocked) attempts.push({ server: state.server.text, reason: "route" });
@@ -306,6 +322,8 @@ export class PvdUpstreams {
         report("leak");
         return { ok: false, reason: "leak" };
       }
+      // pvdns's own bound, not the server's fault: nothing sent, health untouched.
+      if (e instanceof SlotsFullError) return { ok: false, reason: "limit" };
       const reason: FailureReason = e instanceof TransportError
         ? e.reason
         : e instanceof BadResponseError
@@ -373,13 +391,25 @@ export class PvdUpstreams {
     q: UpstreamQuestion,
     signal: AbortSignal,
   ): Promise<StoredResponse> {
-    const id = crypto.getRandomValues(new Uint16Array(1))[0]!;
-    const wire = buildUpstreamQuery({ id, ...q });
-    let answer = await state.transport.exchange(wire, { signal });
-    if ((answer[2]! << 8 | answer[3]!) & Flags.TC && state.tcp) {
-      answer = await state.tcp.exchange(wire, { signal }); // RFC 7766: retry over TCP, same source
+    const slots = this.#options.slots;
+    if (slots) {
+      if (slots.active >= slots.max) {
+        slots.onFull?.();
+        throw new SlotsFullError();
+      }
+      slots.active++;
     }
-    return indexResponse(answer, this.#now(), this.#options.cache);
+    try {
+      const id = crypto.getRandomValues(new Uint16Array(1))[0]!;
+      const wire = buildUpstreamQuery({ id, ...q });
+      let answer = await state.transport.exchange(wire, { signal });
+      if ((answer[2]! << 8 | answer[3]!) & Flags.TC && state.tcp) {
+        answer = await state.tcp.exchange(wire, { signal }); // RFC 7766: retry over TCP, same source
+      }
+      return indexResponse(answer, this.#now(), this.#options.cache);
+    } finally {
+      if (slots) slots.active--;
+    }
   }
 
   /**
@@ -471,4 +501,12 @@ function addressesIn(wire: Uint8Array, qtype: number): string[] {
     }
   }
   return out;
+}
+
+/** Every upstream slot is taken (`limits.maxUpstreamQueries`). */
+class SlotsFullError extends Error {
+  constructor() {
+    super("every upstream query slot is taken");
+    this.name = "SlotsFullError";
+  }
 }

@@ -61,9 +61,26 @@ Deno.test("parseConfig() fills in every default of a minimal file", () => {
     discovery: { ra: [], host: false },
     pvds: [DEFAULT_PVD],
     rules: [],
-    cache: { maxEntries: 100000, minTtl: 0, maxTtl: 86400, negativeMaxTtl: 3600, servfailTtl: 2 },
+    cache: {
+      maxEntries: 100000,
+      minTtl: 0,
+      maxTtl: 86400,
+      negativeMaxTtl: 3600,
+      servfailTtl: 2,
+      maxTotalEntries: 500000,
+      serveStale: false,
+      staleMaxAge: 86400,
+    },
     upstream: { timeoutMs: 2000, deadlineMs: 4500 },
-    limits: { maxInFlight: 4096, tcpConnections: 256, tcpIdleMs: 10000 },
+    limits: {
+      maxInFlight: 4096,
+      maxInFlightPerClient: 256,
+      maxUpstreamQueries: 1024,
+      tcpConnections: 256,
+      tcpPipeline: 32,
+      tcpIdleMs: 10000,
+      tcpReadMs: 5000,
+    },
   };
   assert.deepEqual(config, expected);
 });
@@ -134,7 +151,7 @@ Deno.test("parseConfig() accepts valid files", async (t) => {
     },
     {
       name: "listen forms are normalised to ADDR:PORT and [V6]:PORT",
-      text: `{ "pvds": [${HOME}], "listen": [
+      text: `{ "pvds": [${HOME}], "allow": ["2001:db8::/32"], "listen": [
           "127.0.0.1", "127.0.0.2:5353", "::1", "[::1]:5353", "[2001:DB8::53]:0",
           { "address": "127.0.0.54", "pvd": "HOME.example.net." }] }`,
       check: (c) => {
@@ -234,9 +251,12 @@ Deno.test("parseConfig() accepts valid files", async (t) => {
           "control": { "listen": "127.0.0.1:8053", "token": "s3cret" },
           "metrics": { "listen": "[::1]:9153" },
           "caFile": "/etc/pvdns/ca.pem",
-          "cache": { "maxEntries": 1, "minTtl": 30, "maxTtl": 30, "negativeMaxTtl": 0, "servfailTtl": 0 },
+          "cache": { "maxEntries": 1, "minTtl": 30, "maxTtl": 30, "negativeMaxTtl": 0, "servfailTtl": 0,
+                     "maxTotalEntries": 5, "serveStale": true, "staleMaxAge": 60 },
           "upstream": { "timeoutMs": 10, "deadlineMs": 10 },
-          "limits": { "maxInFlight": 1, "tcpConnections": 2, "tcpIdleMs": 3 } }`,
+          "limits": { "maxInFlight": 1, "maxInFlightPerClient": 4, "maxUpstreamQueries": 5,
+                      "tcpConnections": 2, "tcpPipeline": 6, "tcpIdleMs": 3, "tcpReadMs": 7,
+                      "rateLimit": { "responsesPerSecond": 100 } } }`,
       check: (c) => {
         assert.deepEqual(c.control, { listen: "127.0.0.1:8053", token: "s3cret" });
         assert.deepEqual(c.metrics, { listen: "[::1]:9153" });
@@ -247,9 +267,27 @@ Deno.test("parseConfig() accepts valid files", async (t) => {
           maxTtl: 30,
           negativeMaxTtl: 0,
           servfailTtl: 0,
+          maxTotalEntries: 5,
+          serveStale: true,
+          staleMaxAge: 60,
         });
         assert.deepEqual(c.upstream, { timeoutMs: 10, deadlineMs: 10 });
-        assert.deepEqual(c.limits, { maxInFlight: 1, tcpConnections: 2, tcpIdleMs: 3 });
+        assert.deepEqual(c.limits, {
+          maxInFlight: 1,
+          maxInFlightPerClient: 4,
+          maxUpstreamQueries: 5,
+          tcpConnections: 2,
+          tcpPipeline: 6,
+          tcpIdleMs: 3,
+          tcpReadMs: 7,
+          rateLimit: {
+            responsesPerSecond: 100,
+            burst: 100,
+            slip: 2,
+            ipv4PrefixLength: 24,
+            ipv6PrefixLength: 56,
+          },
+        });
       },
     },
     {
@@ -441,6 +479,33 @@ Deno.test("parseConfig() rejects invalid files", async (t) => {
         'listen[1].pvd: "vpn.example.com" is not a known PvD id',
         'listen[2]: "127.0.0.53" is a duplicate listen address (see listen[0])',
         'listen[4]: "::1" is a duplicate listen address (see listen[3])',
+      ],
+    },
+    {
+      name: "a listener off loopback needs an allow list (no open resolver by accident)",
+      text: `{ "pvds": [${HOME}], "listen": ["127.0.0.53", "192.0.2.53", "[::]:53"] }`,
+      errors: [
+        'allow: required because listen[1] "192.0.2.53" is not a loopback address: list the client prefixes that may query (e.g. ["192.0.2.0/24"])',
+        'allow: required because listen[2] "[::]:53" is not a loopback address: list the client prefixes that may query (e.g. ["192.0.2.0/24"])',
+      ],
+    },
+    {
+      name: "allow, rate limit and bounds out of range",
+      text: `{ "pvds": [${HOME}], "allow": ["192.0.2.0/33", []],
+          "cache": { "serveStale": "yes", "staleMaxAge": 0, "maxTotalEntries": 0 },
+          "limits": { "tcpPipeline": 0, "tcpReadMs": -1,
+                      "rateLimit": { "responsesPerSecond": 0, "slip": 101, "ipv4PrefixLength": 33 } } }`,
+      errors: [
+        'allow[0]: "192.0.2.0/33" is not a CIDR prefix',
+        "allow[1]: expected a string, got []",
+        'cache.serveStale: expected true or false, got "yes"',
+        "cache.staleMaxAge: must be at least 1: current value is 0",
+        "cache.maxTotalEntries: must be at least 1: current value is 0",
+        "limits.tcpPipeline: must be at least 1: current value is 0",
+        "limits.tcpReadMs: must be at least 1: current value is -1",
+        "limits.rateLimit.responsesPerSecond: must be at least 1: current value is 0",
+        "limits.rateLimit.slip: must be at most 100: current value is 101",
+        "limits.rateLimit.ipv4PrefixLength: must be at most 32: current value is 33",
       ],
     },
     {
