@@ -46,6 +46,13 @@ export const Type = {
 /** The UDP payload size pvdns advertises and uses upstream (DNS flag day 2020). */
 export const EDNS_UDP_SIZE = 1232;
 
+/**
+ * The largest UDP reply pvdns sends: an IPv4 datagram carries at most 65,507 bytes (65,535 less
+ * the IP and UDP headers). A client advertising more (EDNS allows 65,535) gets TC above this, not
+ * a send that fails and leaves it without any answer.
+ */
+export const MAX_UDP_REPLY = 65_507;
+
 /** A query whose header and question could be read. */
 export interface Query {
   /** The bytes as received. */
@@ -62,7 +69,11 @@ export interface Query {
   readonly qclass: number;
   /** Offset just past QCLASS: `raw.subarray(12, questionEnd)` is the question as the client wrote it. */
   readonly questionEnd: number;
-  /** EDNS(0) data, when the query carried an OPT record. */
+  /**
+   * EDNS(0) data, when the query carried an OPT record. `udpSize` is the most a UDP reply may
+   * hold: the client's payload size, at least 512 (RFC 6891 §6.2.5), at most
+   * {@linkcode MAX_UDP_REPLY}.
+   */
   readonly edns?: { readonly udpSize: number; readonly version: number; readonly do: boolean };
 }
 
@@ -160,7 +171,7 @@ export function parseQuery(raw: Uint8Array): QueryParse {
     if (type === Type.OPT) {
       if (i < rest || edns || nameEnd !== off + 1 || raw[off] !== 0) return fail(Rcode.FORMERR);
       edns = {
-        udpSize: Math.max(512, dv.getUint16(nameEnd + 2)),
+        udpSize: Math.min(Math.max(512, dv.getUint16(nameEnd + 2)), MAX_UDP_REPLY),
         version: raw[nameEnd + 5]!,
         do: (dv.getUint16(nameEnd + 6) & 0x8000) !== 0,
       };

@@ -5,6 +5,7 @@ import {
   answersQuery,
   buildUpstreamQuery,
   encodeName,
+  MAX_UDP_REPLY,
   parseQuery,
   Rcode,
 } from "../../resolver/wire.ts";
@@ -54,6 +55,17 @@ Deno.test("parseQuery() reads EDNS: buffer size (512 at least), version and DO",
     }),
   );
   assert.equal(small.kind === "query" && small.query.edns?.udpSize, 512);
+});
+
+Deno.test("parseQuery() caps the EDNS buffer size at the largest UDP datagram", () => {
+  // Regression (listener fuzzing, issue 8): a client advertising 65535 was sent replies of up to
+  // 65,535 bytes over UDP; above 65,507 the send failed and the client got nothing at all, where
+  // TC would have sent it to TCP.
+  const r = parseQuery(q("example.org", "TXT", {
+    additionals: [{ type: "OPT", name: ".", udpPayloadSize: 65535 } as packet.Answer],
+  }));
+  assert.equal(r.kind === "query" && r.query.edns?.udpSize, MAX_UDP_REPLY);
+  assert.equal(MAX_UDP_REPLY, 65_535 - 20 - 8, "IPv4 and UDP headers off the largest IP packet");
 });
 
 Deno.test("parseQuery() validation table", async (t) => {
