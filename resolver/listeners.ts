@@ -25,9 +25,10 @@ export interface DnsListener {
   readonly port: number;
   /**
    * Stops taking new queries (graceful stop): answers to queries already taken still go out.
-   * TCP connections close once their last answer is written.
+   * TCP connections close once their last answer is written; the promise settles when they
+   * all have (UDP: at once; its answers are counted by the stub's in-flight queries).
    */
-  stop(): void;
+  stop(): Promise<void>;
   /** Stops accepting and closes open connections. */
   close(): Promise<void>;
 }
@@ -96,6 +97,7 @@ export function startUdpListener(
     port,
     stop() {
       stopped = true;
+      return Promise.resolve();
     },
     async close() {
       closed = true;
@@ -149,11 +151,13 @@ export function startTcpListener(
   return {
     text: hostPort(listener.address, port),
     port,
-    stop() {
-      if (stopped) return;
-      stopped = true;
-      server.close();
-      for (const c of open.values()) c.drain();
+    async stop() {
+      if (!stopped) {
+        stopped = true;
+        server.close();
+        for (const c of open.values()) c.drain();
+      }
+      await Promise.allSettled([...running]);
     },
     async close() {
       closed = true;

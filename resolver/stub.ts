@@ -417,17 +417,17 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
     },
     async close(closeOptions: CloseOptions = {}) {
       await applying;
-      for (const o of open.values()) {
-        o.udp.stop();
-        o.tcp.stop();
-      }
+      const stopped = [...open.values()].flatMap((o) => [o.udp.stop(), o.tcp.stop()]);
       const drainMs = closeOptions.drainMs ?? 0;
-      if (drainMs > 0 && inFlight > 0) {
+      if (drainMs > 0) {
+        const answered = inFlight === 0 ? Promise.resolve() : new Promise<void>((r) => idle = r);
         let timer: ReturnType<typeof setTimeout> | undefined;
-        await new Promise<void>((resolve) => {
-          idle = resolve;
-          timer = setTimeout(resolve, drainMs);
-        });
+        await Promise.race([
+          // Every answer rendered, every TCP connection written out; then one turn of the event
+          // loop so that the last UDP answers leave before their socket closes.
+          Promise.all([answered, ...stopped]).then(() => new Promise((r) => setTimeout(r, 0))),
+          new Promise((r) => timer = setTimeout(r, drainMs)),
+        ]);
         clearTimeout(timer);
         idle = undefined;
       }

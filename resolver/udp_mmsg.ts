@@ -64,8 +64,13 @@ function loadLibc(): Libc | null {
   return libc;
 }
 
-/** True when the batched listener can run here (Linux, glibc, FFI allowed). */
+/**
+ * True when the batched listener can run here (Linux, glibc, FFI allowed). Without the ffi
+ * permission it says false without trying: `dlopen` would make Deno prompt on a terminal, and
+ * `--udp-listener auto` is to fall back to Deno.listenDatagram quietly.
+ */
 export function mmsgAvailable(): boolean {
+  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return false;
   return loadLibc() !== null;
 }
 
@@ -219,6 +224,7 @@ export function startMmsgUdpListener(
     port,
     stop() {
       stopped = true;
+      return Promise.resolve();
     },
     async close() {
       if (closed) return;

@@ -1,0 +1,68 @@
+/**
+ * The per-PvD cache's bounds: `cache.maxEntries` per PvD and `cache.maxTotalEntries` over all
+ * PvDs (the fullest PvD gives up its oldest entry), and how long expired entries stay for
+ * serve-stale.
+ */
+import assert from "node:assert/strict";
+import { CacheBudget, PvdCache } from "../../resolver/cache.ts";
+import type { StoredResponse } from "../../resolver/response.ts";
+
+function entry(
+  ttl: number,
+  storedAt = 0,
+  kind: StoredResponse["kind"] = "positive",
+): StoredResponse {
+  return { wire: new Uint8Array(12), ttlOffsets: [], rcode: 0, storedAt, ttl, kind };
+}
+
+Deno.test("CacheBudget: the total over every PvD holds; the fullest PvD gives up its oldest entry", () => {
+  const caches: PvdCache[] = [];
+  const budget = new CacheBudget(4, () => caches);
+  const home = new PvdCache({ maxEntries: 10, budget });
+  const vpn = new PvdCache({ maxEntries: 10, budget });
+  caches.push(home, vpn);
+  for (const k of ["h1", "h2", "h3", "h4"]) home.set(k, entry(60));
+  assert.equal(budget.total, 4);
+  vpn.set("v1", entry(60));
+  vpn.set("v2", entry(60));
+  assert.equal(budget.total, 4, "never above the bound");
+  assert.equal(vpn.size, 2, "the PvD that had nothing got its entries in");
+  assert.equal(home.size, 2);
+  assert.equal(home.get("h1", 0), undefined, "the oldest of the fullest PvD went first");
+  assert.equal(home.get("h2", 0), undefined);
+  assert.ok(home.get("h4", 0));
+  assert.equal(budget.evictions, 2);
+  // Replacing an entry that is there takes no room.
+  vpn.set("v1", entry(60));
+  assert.equal(budget.evictions, 2);
+  // Growing past the bound in a flood: still bounded, and each PvD keeps a share.
+  for (let i = 0; i < 1000; i++) vpn.set(`flood${i}`, entry(60));
+  assert.equal(budget.total, 4);
+  assert.deepEqual([home.size, vpn.size], [1, 3], "the flooding PvD evicts its own entries");
+  assert.ok(home.get("h4", 0), "the other PvD's most recent answer survives the flood");
+});
+
+Deno.test("PvdCache.maxEntries: bounded per PvD whatever the total allows", () => {
+  const cache = new PvdCache({ maxEntries: 3 });
+  for (let i = 0; i < 100; i++) cache.set(`k${i}`, entry(60));
+  assert.equal(cache.size, 3);
+});
+
+Deno.test("PvdCache stale window: expired entries kept only while they may be served stale", () => {
+  const noStale = new PvdCache({ maxEntries: 10 });
+  noStale.set("a", entry(10));
+  assert.equal(noStale.get("a", 11_000), undefined);
+  assert.equal(noStale.size, 0, "without serve-stale an expired entry is dropped at once");
+  assert.equal(noStale.getStale("a", 11_000), undefined);
+
+  const stale = new PvdCache({ maxEntries: 10, staleMs: 60_000 });
+  stale.set("a", entry(10));
+  stale.set("f", entry(10, 0, "servfail"));
+  assert.equal(stale.get("a", 11_000), undefined, "not fresh");
+  assert.ok(stale.getStale("a", 11_000), "but servable stale");
+  assert.equal(stale.getStale("f", 11_000), undefined, "a SERVFAIL is never served stale");
+  assert.ok(stale.getStale("a", 69_999));
+  assert.equal(stale.getStale("a", 70_000), undefined, "60 s after expiry: gone");
+  assert.equal(stale.get("a", 70_000), undefined);
+  assert.equal(stale.size, 1, "and dropped on the next lookup");
+});
