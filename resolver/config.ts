@@ -337,6 +337,14 @@ function crossCheck(raw: unknown): string[] {
   const controlTcp = typeof control?.listen === "string" && !control.listen.startsWith("unix:");
   if (controlTcp) {
     used("control.listen", control!.listen);
+    const address = attempt(parseListenAddress, control!.listen);
+    if (address && !isLoopback(address.address)) {
+      fail(
+        "control.listen",
+        `${show(control!.listen)} is not a loopback address: ` +
+          "the control API is never reachable from another host (use unix:PATH or 127.0.0.1:PORT)",
+      );
+    }
     if (control!.token === undefined) {
       fail(
         "control.token",

@@ -490,6 +490,13 @@ Deno.test("parseConfig() rejects invalid files", async (t) => {
       ],
     },
     {
+      name: "the control API only on loopback or a socket",
+      text: `{ "pvds": [${HOME}], "control": { "listen": "192.0.2.1:5380", "token": "t" } }`,
+      errors: [
+        'control.listen: "192.0.2.1:5380" is not a loopback address: the control API is never reachable from another host (use unix:PATH or 127.0.0.1:PORT)',
+      ],
+    },
+    {
       name: "allow, rate limit and bounds out of range",
       text: `{ "pvds": [${HOME}], "allow": ["192.0.2.0/33", []],
           "cache": { "serveStale": "yes", "staleMaxAge": 0, "maxTotalEntries": 0 },
