@@ -45,9 +45,10 @@ export const VERSION = "0.1.0";
 const USAGE = `usage: pvdns <command> [options]
 
 commands:
-  serve [--config FILE] [--udp-listener auto|mmsg|deno]
+  serve [--config FILE] [--udp-listener auto|mmsg|deno] [--drain-ms MS]
                           answer DNS on the configured listeners (default: built from this host);
-                          mmsg = batched recvmmsg/sendmmsg through FFI, deno = Deno.listenDatagram
+                          mmsg = batched recvmmsg/sendmmsg through FFI, deno = Deno.listenDatagram;
+                          on SIGTERM/SIGINT queries in flight get MS to be answered (default 2000)
   route NAME [TYPE] [--from ADDR] [--listener ADDR] [--pvd ID] [--config FILE]
                           explain which PvD answers NAME, by which step and rule, via which servers
   doctor [--config FILE]  check that each PvD's servers are reached through the PvD's own interface
@@ -69,9 +70,34 @@ could not be reached.`;
 /** Port used by the embedded default when 127.0.0.53:53 cannot be bound. */
 export const FALLBACK_PORT = 5053;
 
+/**
+ * How long queries already taken may still be answered after SIGTERM/SIGINT, ms (`--drain-ms`):
+ * one upstream try (`upstream.timeoutMs`, 2 s by default), far below systemd's TimeoutStopSec.
+ */
+export const DRAIN_MS = 2000;
+
+/**
+ * What of `config` and `--udp-listener` needs Deno's `--allow-ffi` (raw sockets through libc) when
+ * this process does not have it, or undefined when nothing is missing.
+ */
+function missingFfi(config: Config, udpListener: string): string | undefined {
+  if (Deno.permissions.querySync({ name: "ffi" }).state === "granted") return undefined;
+  const needs = [
+    ...(config.discovery.ra.length
+      ? [`discovery.ra ${JSON.stringify(config.discovery.ra)} (a raw ICMPv6 socket per interface)`]
+      : []),
+    ...(udpListener === "mmsg" ? ["--udp-listener mmsg (recvmmsg/sendmmsg)"] : []),
+  ];
+  return needs.length
+    ? `${needs.join(" and ")} needs Deno's --allow-ffi permission, which this process does not ` +
+      `have: run it with --allow-ffi (packaged: the pvdns-ffi binary, packaging/pvdns-ra.conf)`
+    : undefined;
+}
+
 async function serve(
   configPath: string | undefined,
   udpListener: "auto" | "mmsg" | "deno" = "auto",
+  drainMs = DRAIN_MS,
 ): Promise<number> {
   let config: Config;
   try {
@@ -83,6 +109,12 @@ async function serve(
       return 2;
     }
     throw e;
+  }
+  // Checked before anything is bound: failing later would leave half a daemon running.
+  const ffi = missingFfi(config, udpListener);
+  if (ffi) {
+    console.error(`pvdns: cannot start: ${ffi}`);
+    return 1;
   }
   let stub: Stub;
   try {
@@ -120,6 +152,8 @@ async function serve(
     await stub.close();
     return 1;
   }
+  // From here a SIGTERM/SIGINT is a graceful stop, also while RA discovery is still starting.
+  const stopping = stopSignal();
   console.log("pvdns: ready");
   stub.onPvdChange((events) => {
     for (const e of events) {
@@ -146,18 +180,40 @@ async function serve(
       ...(config.caFile ? { caFile: config.caFile } : {}),
     })
     : undefined;
-  const stopped = new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    Deno.addSignalListener("SIGTERM", stop);
-    Deno.addSignalListener("SIGINT", stop);
-  });
-  await stopped;
-  for (const listener of http) await listener.close();
+  await stopping;
+  console.log(`pvdns: stopping (${stub.inFlight} queries in flight)`);
+  // Nothing new is taken from here on; queries already taken get drainMs to be answered.
   reloader?.close();
   hostWatch?.close();
-  await raDiscovery?.close();
-  await stub.close();
+  await Promise.all([
+    stub.close({ drainMs }),
+    ...http.map((listener) => listener.close()),
+    raDiscovery?.close(),
+  ]);
+  console.log("pvdns: stopped");
   return 0;
+}
+
+/**
+ * Resolves with the first SIGTERM or SIGINT. A second one while pvdns drains exits at once
+ * (status 1): the operator asked twice and should not wait for the drain deadline.
+ */
+function stopSignal(): Promise<"SIGTERM" | "SIGINT"> {
+  const signals = ["SIGTERM", "SIGINT"] as const;
+  return new Promise((resolve) => {
+    let first: Deno.Signal | undefined;
+    for (const name of signals) {
+      Deno.addSignalListener(name, () => {
+        if (first === undefined) {
+          first = name;
+          resolve(name);
+          return;
+        }
+        console.error(`pvdns: ${name} again while stopping: exiting at once`);
+        Deno.exit(1);
+      });
+    }
+  });
 }
 
 /**
@@ -386,6 +442,7 @@ export async function main(args: string[]): Promise<number> {
         version: { type: "boolean" },
         help: { type: "boolean", short: "h" },
         "udp-listener": { type: "string" },
+        "drain-ms": { type: "string" },
       },
     });
   } catch (e) {
@@ -410,7 +467,14 @@ export async function main(args: string[]): Promise<number> {
         );
         return 2;
       }
-      return await serve(values.config, udp);
+      const drain = values["drain-ms"] ?? String(DRAIN_MS);
+      if (!/^\d{1,9}$/.test(drain)) {
+        console.error(
+          `pvdns: --drain-ms must be a whole number of milliseconds: current value is "${drain}"`,
+        );
+        return 2;
+      }
+      return await serve(values.config, udp, Number(drain));
     }
     case "check":
       return await check(values.config);
