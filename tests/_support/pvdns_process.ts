@@ -7,10 +7,17 @@
  * everything the daemon printed. Config errors make the daemon exit 2 with the errors on
  * stderr; use {@linkcode runPvdns} for such one-shot CLI runs.
  *
+ * The daemon runs with the Deno permissions of `deno task start` ({@linkcode START_PERMISSIONS},
+ * read from deno.json), plus exactly what README "Permissions" tells a user to add for a config
+ * file: its folder, the files it names (`caFile`), its Unix control socket, and `--allow-ffi` for
+ * RA discovery or `--udp-listener mmsg`. So every e2e test shows that the narrowed set suffices.
+ *
  * @module
  */
 
 import { fileURLToPath } from "node:url";
+import * as jsonc from "jsonc-parser";
+import denoConfig from "../../deno.json" with { type: "json" };
 import { exec, type ExecResult, inNetns, terminate } from "./exec.ts";
 
 /** The repository root, found from this file's location (tests/_support/ → ../..). */
@@ -21,9 +28,86 @@ export const REPO_ROOT: string = fileURLToPath(new URL("../..", import.meta.url)
 /** The CLI entry point. */
 export const MAIN_TS: string = `${REPO_ROOT}/main.ts`;
 
-/** The argv prefix that runs `main.ts` with this test run's Deno. */
-export function pvdnsArgv(args: readonly string[]): string[] {
-  return [Deno.execPath(), "run", "--allow-all", "--unstable-net", MAIN_TS, ...args];
+/** The permission flags of deno.json's `start` task (`--allow-*`, `--deny-*`, `--no-prompt`). */
+export const START_PERMISSIONS: readonly string[] = Object.freeze(
+  denoConfig.tasks.start.split(/\s+/).filter((word) => /^--(allow|deny)-|^--no-prompt$/.test(word)),
+);
+
+/**
+ * The argv that runs `main.ts ARGS` with this test run's Deno and `permissions` (by default all:
+ * CLI commands and benches; the daemon of {@linkcode startPvdns} gets the narrowed set).
+ */
+export function pvdnsArgv(
+  args: readonly string[],
+  permissions: readonly string[] = ["--allow-all"],
+): string[] {
+  return [Deno.execPath(), "run", ...permissions, "--unstable-net", MAIN_TS, ...args];
+}
+
+/** Paths and capabilities a daemon needs beyond {@linkcode START_PERMISSIONS}. */
+export interface ExtraPermissions {
+  /** Paths added to `--allow-read`. */
+  readonly read?: readonly string[];
+  /** Paths added to `--allow-write`. */
+  readonly write?: readonly string[];
+  /** Add `--allow-ffi`. */
+  readonly ffi?: boolean;
+}
+
+/**
+ * {@linkcode START_PERMISSIONS} with `extra` merged in: paths appended to the lists of
+ * `--allow-read=`/`--allow-write=` (a flag without a list already allows every path).
+ */
+export function servePermissions(extra: ExtraPermissions = {}): string[] {
+  const out = [...START_PERMISSIONS];
+  const add = (flag: string, paths: readonly string[] = []) => {
+    if (paths.length === 0) return;
+    const i = out.findIndex((f) => f === flag || f.startsWith(`${flag}=`));
+    if (i < 0) out.push(`${flag}=${paths.join(",")}`);
+    else if (out[i] !== flag) out[i] = `${out[i]},${paths.join(",")}`;
+  };
+  add("--allow-read", extra.read);
+  add("--allow-write", extra.write);
+  if (extra.ffi && !out.includes("--allow-ffi")) out.push("--allow-ffi");
+  return out;
+}
+
+/**
+ * What README "Permissions" says a config adds to the start task's set: read of its folder (the
+ * daemon watches it for edits) and of every `caFile`, read and write of a Unix control socket,
+ * `--allow-ffi` when it listens for router advertisements or `args` ask for the mmsg listener.
+ */
+export function configPermissions(
+  configText: string | undefined,
+  configPath: string | undefined,
+  args: readonly string[] = [],
+): ExtraPermissions {
+  const read: string[] = [], write: string[] = [];
+  let ffi = args.some((a, i) =>
+    a === "--udp-listener=mmsg" || (a === "--udp-listener" && args[i + 1] === "mmsg")
+  );
+  if (configPath) read.push(configPath.slice(0, configPath.lastIndexOf("/")));
+  const c = (configText === undefined ? undefined : jsonc.parse(configText)) as
+    | {
+      caFile?: unknown;
+      pvds?: { caFile?: unknown }[];
+      control?: { listen?: unknown };
+      discovery?: { ra?: unknown };
+    }
+    | undefined;
+  if (c && typeof c === "object") {
+    const pvds = Array.isArray(c.pvds) ? c.pvds : [];
+    for (const ca of [c.caFile, ...pvds.map((p) => p?.caFile)]) {
+      if (typeof ca === "string") read.push(ca);
+    }
+    const control = c.control?.listen;
+    if (typeof control === "string" && control.startsWith("unix:")) {
+      read.push(control.slice("unix:".length));
+      write.push(control.slice("unix:".length));
+    }
+    if (Array.isArray(c.discovery?.ra) && c.discovery.ra.length > 0) ffi = true;
+  }
+  return { read, write, ffi };
 }
 
 /** Options of {@linkcode startPvdns}. */
@@ -40,6 +124,16 @@ export interface StartPvdnsOptions {
   env?: Record<string, string>;
   /** How long to wait for `pvdns: ready`. @default 15000 */
   readyTimeoutMs?: number;
+  /**
+   * Deno permission flags instead of {@linkcode START_PERMISSIONS} plus what the config needs
+   * ({@linkcode configPermissions}).
+   */
+  permissions?: readonly string[];
+  /**
+   * Run this command instead of `deno run … main.ts serve …` (e.g. `deno task start`), in the
+   * repository root; `configText`, `config`, `args` and `permissions` are then ignored.
+   */
+  argv?: readonly string[];
 }
 
 /** A running daemon. */
@@ -94,14 +188,18 @@ async function pumpLines(
  */
 export async function startPvdns(options: StartPvdnsOptions = {}): Promise<PvdnsProcess> {
   let configPath: string | undefined;
-  const text = options.configText ??
+  const text = options.argv ? undefined : options.configText ??
     (options.config === undefined ? undefined : JSON.stringify(options.config, null, 2));
   if (text !== undefined) {
-    configPath = await Deno.makeTempFile({ prefix: "pvdns-config-", suffix: ".jsonc" });
+    // A folder of its own: the daemon may read (and watch) that folder and nothing else of /tmp.
+    const dir = await Deno.makeTempDir({ prefix: "pvdns-config-" });
+    configPath = `${dir}/pvdns.jsonc`;
     await Deno.writeTextFile(configPath, text);
   }
   const args = ["serve", ...(configPath ? ["--config", configPath] : []), ...(options.args ?? [])];
-  const argv = inNetns(options.netns, pvdnsArgv(args));
+  const permissions = options.permissions ??
+    servePermissions(configPermissions(text, configPath, options.args));
+  const argv = inNetns(options.netns, options.argv ?? pvdnsArgv(args, permissions));
   const child = new Deno.Command(argv[0]!, {
     args: argv.slice(1),
     cwd: REPO_ROOT,
@@ -154,7 +252,10 @@ export async function startPvdns(options: StartPvdnsOptions = {}): Promise<Pvdns
       try {
         return await terminate(child, exited, 5000);
       } finally {
-        if (configPath) await Deno.remove(configPath).catch(() => {});
+        if (configPath) {
+          const dir = configPath.slice(0, configPath.lastIndexOf("/"));
+          await Deno.remove(dir, { recursive: true }).catch(() => {});
+        }
       }
     })();
     return stopping;
@@ -192,6 +293,8 @@ export interface RunPvdnsOptions {
   /** @default 15000 */
   timeoutMs?: number;
   stdin?: string;
+  /** Deno permission flags. @default ["--allow-all"] */
+  permissions?: readonly string[];
 }
 
 /**
@@ -201,7 +304,7 @@ export async function runPvdns(
   args: readonly string[],
   options: RunPvdnsOptions = {},
 ): Promise<ExecResult> {
-  return await exec(pvdnsArgv(args), {
+  return await exec(pvdnsArgv(args, options.permissions), {
     netns: options.netns,
     cwd: REPO_ROOT,
     env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", ...options.env },
