@@ -357,7 +357,20 @@ export async function inInitNetworkNamespace(
       readLink("/proc/1/ns/net"),
     ]);
     return own === init;
-  } catch {
+  } catch (e) {
+    // Without --allow-all Deno refuses /proc/*/ns: ask `ip netns identify` instead, which
+    // prints the namespace's name inside a named one and nothing in the initial one.
+    if (e instanceof Deno.errors.NotCapable) {
+      try {
+        const out = await new Deno.Command("ip", {
+          args: ["netns", "identify"],
+          stdin: "null",
+          stdout: "piped",
+          stderr: "null",
+        }).output();
+        if (out.success) return new TextDecoder().decode(out.stdout).trim() === "";
+      } catch { /* no ip, or no permission to run it: cannot tell */ }
+    }
     return true;
   }
 }

@@ -189,6 +189,29 @@ export class ResolverMetrics {
       const { name, type } = m as unknown as { name: string; type: string };
       if (name.endsWith("_total") && type !== "counter") registry.removeSingleMetric(name);
     }
+    if (!procReadable()) {
+      // Under the start task's narrow permissions prom-client cannot read /proc/self and would
+      // report 0 for these; RSS comes from Deno instead, the others are left out.
+      for (
+        const m of [
+          "resident_memory_bytes",
+          "virtual_memory_bytes",
+          "heap_bytes",
+          "open_fds",
+          "max_fds",
+        ]
+      ) {
+        registry.removeSingleMetric(`pvdns_process_${m}`);
+      }
+      new Gauge({
+        name: "pvdns_process_resident_memory_bytes",
+        help: "Resident memory size in bytes.",
+        registers: [registry],
+        collect() {
+          this.set(Deno.memoryUsage().rss);
+        },
+      });
+    }
     scrapedCounter(
       registry,
       "pvdns_dns_requests_total",
@@ -326,4 +349,14 @@ export class ResolverMetrics {
 
 function bump(map: Map<string, number>, key: string): void {
   map.set(key, (map.get(key) ?? 0) + 1);
+}
+
+/** Whether /proc/self may be read (prom-client's process metrics need it). */
+function procReadable(): boolean {
+  try {
+    Deno.readTextFileSync("/proc/self/status");
+    return true;
+  } catch {
+    return false;
+  }
 }

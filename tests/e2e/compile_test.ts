@@ -57,7 +57,10 @@ Deno.test({
       zones: ["c.test"],
       records: [{ name: "www.c.test", type: "A", value: "192.0.2.44" }],
     });
-    const config = await Deno.makeTempFile({ suffix: ".jsonc" });
+    assert.ok((await Deno.stat(`${REPO_ROOT}/dist/pvdns-ffi`)).isFile, "the FFI build exists too");
+    // The compiled binary may read configs under /etc/pvdns only (least privilege).
+    await Deno.mkdir("/etc/pvdns", { recursive: true });
+    const config = await Deno.makeTempFile({ dir: "/etc/pvdns", suffix: ".jsonc" });
     await Deno.writeTextFile(
       config,
       JSON.stringify({

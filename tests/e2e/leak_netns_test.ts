@@ -275,6 +275,8 @@ Deno.test("no leak on the wire: two PvDs on two links, captured per link", async
       env: { DENO_NO_UPDATE_CHECK: "1" },
       config: {
         listen: [`${G}:53`, { address: `${V}:53`, pvd: "vpn.example" }],
+        // Listeners off loopback need an allow list: the test's clients live in these nets.
+        allow: ["10.0.0.0/8", "198.18.0.0/15", "127.0.0.0/8"],
         pvds: [
           { ...pvd("isp.example", ispIf, ISP, "198.18.1.0/24", "isp.test"), default: true },
           pvd("vpn.example", vpnIf, VPN, "10.8.0.0/24", "corp.test"),

@@ -103,6 +103,11 @@ Deno.test("Prometheus scrapes pvdns's /metrics and answers a query for pvdns_dns
       `curl -sS --max-time 5 http://${metricsAddress}:${metricsPort}/metrics | promtool check metrics`,
     ]);
     assert.equal(lint.code, 0, `promtool check metrics:\n${lint.stdout}${lint.stderr}`);
+    // Under the start task's permissions (no /proc/self), memory is still reported, not 0.
+    const text = await (await fetch(`http://${metricsAddress}:${metricsPort}/metrics`)).text();
+    const rss = Number(text.match(/^pvdns_process_resident_memory_bytes (\S+)$/m)?.[1]);
+    assert.ok(rss > 10_000_000, `resident memory reported: ${rss}`);
+    assert.doesNotMatch(text, /^pvdns_process_open_fds 0$/m, "no made-up zero");
 
     prometheus.kill("SIGTERM");
     await prometheus.status;

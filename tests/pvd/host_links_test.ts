@@ -6,6 +6,8 @@
  */
 
 import assert from "node:assert/strict";
+import { exec } from "../_support/exec.ts";
+import { withNetns } from "../_support/netns.ts";
 import {
   type CommandRunner,
   inInitNetworkNamespace,
@@ -354,6 +356,24 @@ Deno.test("inInitNetworkNamespace() compares /proc/self/ns/net with PID 1's", as
   const denied = new Deno.errors.PermissionDenied("readlink '/proc/1/ns/net'");
   assert.equal(await inInitNetworkNamespace(links("net:[2]", denied)), true);
   assert.equal(typeof await inInitNetworkNamespace(), "boolean");
+});
+
+Deno.test("inInitNetworkNamespace() without --allow-all (no /proc/*/ns) asks `ip netns identify`", async () => {
+  // The start task's permissions: Deno refuses /proc/*/ns without --allow-all.
+  const probe = [
+    Deno.execPath(),
+    "run",
+    "--no-prompt",
+    "--allow-run=ip",
+    new URL("./fixtures/netns_probe.ts", import.meta.url).pathname,
+  ];
+  const env = { DENO_NO_UPDATE_CHECK: "1" };
+  const here = await exec(probe, { env });
+  assert.equal(here.stdout.trim(), "true", here.stderr);
+  await withNetns(async (ns) => {
+    const inside = await ns.exec(probe, { env });
+    assert.equal(inside.stdout.trim(), "false", inside.stderr);
+  });
 });
 
 Deno.test("runHostCommand() returns stdout, and throws when the command is missing or fails", async () => {
