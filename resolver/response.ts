@@ -7,7 +7,8 @@
  */
 
 import type { TtlRules } from "./config_types.ts";
-import { buildReply, Flags, Rcode, skipName, Type, writeOpt } from "./wire.ts";
+import { rebuildResponse, relevantRecords, type WalkedResponse, walkResponse } from "./scrub.ts";
+import { buildReply, Flags, Rcode, Type, writeOpt } from "./wire.ts";
 import type { Query } from "./wire.ts";
 
 /** A checked response, ready to be served (and cached) for one question in one PvD. */
@@ -40,52 +41,56 @@ export class BadResponseError extends Error {
 
 /**
  * Checks a response already matched to its query (ID and question) and indexes it.
- * Strips the OPT record, clamps TTLs, and computes the cache lifetime: positive answers live
- * for their smallest TTL; NXDOMAIN and NODATA for the SOA's negative TTL (RFC 2308 §5), not at
- * all without an SOA; SERVFAIL for `servfailTtl`.
+ * Refuses malformed names (compression loops, forward pointers) and drops the records that do
+ * not belong to the question (`scrub.ts`); strips the OPT record; clamps TTLs; and computes the
+ * cache lifetime: positive answers live for their smallest TTL; NXDOMAIN and NODATA for the
+ * SOA's negative TTL (RFC 2308 §5), not at all without an SOA; SERVFAIL for `servfailTtl`.
+ *
+ * A TTL is read as the unsigned number it is: one with the high bit set is huge, not zero, and
+ * is capped to `cache.maxTtl` like any other (RFC 8767 §4, which amends RFC 2181 §8).
  *
  * @throws {BadResponseError} when the message cannot be walked
  */
 export function indexResponse(wire: Uint8Array, now: number, cache: TtlRules): StoredResponse {
-  if (wire.length < 12) throw new BadResponseError("short header");
-  const dv = new DataView(wire.buffer, wire.byteOffset, wire.byteLength);
+  let msg = walkResponse(wire);
+  if (typeof msg === "string") throw new BadResponseError(msg);
+  const keep = relevantRecords(wire, msg);
+  let stored: Uint8Array;
+  const firstDropped = keep.indexOf(false);
+  if (firstDropped < 0 || keep.indexOf(true, firstDropped) < 0) {
+    // Only a tail goes (the OPT record, records after it, unrelated additional records): a
+    // copy of the head, exactly sized (its TTL fields are rewritten below), with new counts.
+    const cut = firstDropped < 0
+      ? (msg.optStart >= 0 ? msg.optStart : wire.length)
+      : msg.records[firstDropped]!.start;
+    stored = wire.slice(0, cut);
+    const kept = msg.records.slice(0, firstDropped < 0 ? msg.records.length : firstDropped);
+    const sv = new DataView(stored.buffer);
+    sv.setUint16(6, kept.filter((r) => r.section === "answer").length);
+    sv.setUint16(8, kept.filter((r) => r.section === "authority").length);
+    sv.setUint16(10, kept.filter((r) => r.section === "additional").length);
+    msg = { ...msg, records: kept, optStart: -1 };
+  } else {
+    stored = rebuildResponse(wire, msg, keep);
+    msg = walkResponse(stored) as WalkedResponse;
+  }
+
+  const dv = new DataView(stored.buffer);
   const rcode = dv.getUint16(2) & 0xf;
-  const an = dv.getUint16(6), ns = dv.getUint16(8), ar = dv.getUint16(10);
-  let off = skipName(wire, 12);
-  if (off < 0 || off + 4 > wire.length) throw new BadResponseError("bad question");
-  off += 4;
+  const an = dv.getUint16(6);
   const ttlOffsets: number[] = [];
   const raw: number[] = [];
-  let optStart = -1, cut = -1;
   let soaTtl = -1;
-  for (let i = 0; i < an + ns + ar; i++) {
-    const start = off;
-    const nameEnd = skipName(wire, off);
-    if (nameEnd < 0 || nameEnd + 10 > wire.length) throw new BadResponseError("bad record");
-    const type = dv.getUint16(nameEnd);
-    const rdlen = dv.getUint16(nameEnd + 8);
-    off = nameEnd + 10 + rdlen;
-    if (off > wire.length) throw new BadResponseError("record overruns message");
-    if (type === Type.OPT) {
-      if (i < an + ns || optStart >= 0) throw new BadResponseError("misplaced OPT");
-      optStart = start;
-      cut = i; // records after the OPT are dropped with it (they are optional data)
-      continue;
-    }
-    if (cut >= 0) continue;
-    const ttl = dv.getUint32(nameEnd + 4) & 0x7fffffff;
-    ttlOffsets.push(nameEnd + 4);
+  for (const r of msg.records) {
+    const ttl = dv.getUint32(r.typeAt + 4);
+    ttlOffsets.push(r.typeAt + 4);
     raw.push(ttl);
-    if (type === Type.SOA && i >= an && i < an + ns && rdlen >= 22) {
+    if (r.type === Type.SOA && r.section === "authority" && r.rdEnd - r.rdStart >= 22) {
       // RFC 2308 §5: the negative TTL is min(SOA TTL, SOA MINIMUM).
-      soaTtl = Math.min(ttl, dv.getUint32(nameEnd + 10 + rdlen - 4));
+      soaTtl = Math.min(ttl, dv.getUint32(r.rdEnd - 4));
     }
   }
-  if (off !== wire.length) throw new BadResponseError("trailing bytes");
 
-  // A copy of its own, exactly sized: the TTL fields are rewritten below.
-  const stored = wire.slice(0, optStart >= 0 ? optStart : wire.length);
-  if (optStart >= 0) new DataView(stored.buffer).setUint16(10, cut - an - ns);
   let kind: StoredResponse["kind"];
   let ttl: number;
   let ttls: number[];
@@ -106,8 +111,7 @@ export function indexResponse(wire: Uint8Array, now: number, cache: TtlRules): S
     ttl = 0;
     ttls = raw.map(() => 0);
   }
-  const sv = new DataView(stored.buffer);
-  for (let i = 0; i < ttlOffsets.length; i++) sv.setUint32(ttlOffsets[i]!, ttls[i]!);
+  for (let i = 0; i < ttlOffsets.length; i++) dv.setUint32(ttlOffsets[i]!, ttls[i]!);
   return { wire: stored, ttlOffsets, rcode, storedAt: now, ttl, kind };
 }
 

@@ -4,6 +4,16 @@ import { Buffer } from "node:buffer";
 import { indexResponse, renderResponse } from "../../resolver/response.ts";
 import { parseQuery, type Query } from "../../resolver/wire.ts";
 import { cacheKey, PvdCache } from "../../resolver/cache.ts";
+import { MAX_CHAIN } from "../../resolver/scrub.ts";
+import {
+  hostileAnswer,
+  messageWire,
+  nameWire,
+  POISON,
+  questionWire,
+  rdata,
+} from "../_support/hostile_upstream.ts";
+import { buildQuery } from "../_support/wire.ts";
 
 const CACHE = { maxEntries: 10, minTtl: 0, maxTtl: 86400, negativeMaxTtl: 3600, servfailTtl: 2 };
 const enc = (p: packet.Packet) => new Uint8Array(packet.encode(p));
@@ -222,4 +232,179 @@ Deno.test("PvdCache keeps PvDs, DO bits and TTLs apart", () => {
   });
   home.set("z", indexResponse(zero, 0, CACHE));
   assert.equal(home.get("z", 0), undefined, "TTL 0 is not stored");
+});
+
+// ---------------------------------------------------------------------------------------------
+// Hostile answers (issue 8): what an upstream answer may bring in.
+
+/** Every address in a decoded message, by section. */
+function addresses(wire: Uint8Array) {
+  const p = packet.decode(Buffer.from(wire));
+  const of = (rs: packet.Answer[] = []) =>
+    rs.map((r) => {
+      const data = (r as { data?: unknown }).data;
+      return `${r.name} ${r.type} ${typeof data === "string" ? data : ""}`.trim();
+    });
+  return { answer: of(p.answers), authority: of(p.authorities), additional: of(p.additionals) };
+}
+
+Deno.test("indexResponse() refuses compression loops and forward pointers, in owner names and in rdata", () => {
+  const q = buildQuery(7, "loop.example");
+  for (const loop of ["self", "label", "forward", "rdata"] as const) {
+    const wire = hostileAnswer(q, { kind: "compression-loop", loop });
+    assert.throws(() => indexResponse(wire, 0, CACHE), /bad (owner )?name/, loop);
+  }
+  // A pointer into the header, and a name over 255 octets made of backward pointers.
+  const header = messageWire({
+    id: 7,
+    question: questionWire("loop.example", 1),
+    answer: [{ name: [0xc0, 2], type: 1, rdata: rdata.a("192.0.2.1") }],
+  });
+  assert.throws(() => indexResponse(header, 0, CACHE), /bad owner name/);
+  const label = [63, ...new Array(63).fill(0x61)];
+  const chain: number[][] = [];
+  let prev = 12 + questionWire("loop.example", 1).length;
+  const records = [];
+  for (let i = 0; i < 5; i++) {
+    // Each owner: a 63-byte label, then a pointer to the previous owner (or the question).
+    const name = i === 0 ? [...label, 0xc0, 12] : [...label, 0xc0 | (prev >> 8), prev & 0xff];
+    chain.push(name);
+    const spec = { name, type: 1, rdata: rdata.a("192.0.2.1") };
+    records.push(spec);
+    if (i > 0) prev += chain[i - 1]!.length + 14;
+  }
+  const long = messageWire({ id: 7, question: questionWire("loop.example", 1), answer: records });
+  assert.throws(() => indexResponse(long, 0, CACHE), /bad owner name/, "names over 255 octets");
+});
+
+Deno.test("indexResponse() reads a TTL with the high bit set as huge and caps it to maxTtl (RFC 8767 §4)", () => {
+  for (const huge of [0x7fffffff, 0x80000000, 0xffffffff]) {
+    const wire = hostileAnswer(buildQuery(7, "ttl.example"), { kind: "answer", ttl: huge });
+    const r = indexResponse(wire, 0, { ...CACHE, maxTtl: 7200 });
+    assert.equal(r.ttl, 7200, `TTL ${huge}`);
+    const served = dec(renderResponse(r, query("ttl.example"), 0, 512));
+    assert.equal(served.answers[0]?.ttl, 7200, `TTL ${huge} as served`);
+  }
+});
+
+Deno.test("indexResponse() keeps only the records of the question: the CNAME chain, not other names", () => {
+  const q = buildQuery(7, "a.pvd-a.test");
+  const poisoned = hostileAnswer(q, {
+    kind: "poison",
+    cname: "victim.other.test",
+    unrelated: ["bank.pvd-a.test", "victim2.other.test"],
+  });
+  const r = indexResponse(poisoned, 0, CACHE);
+  assert.deepEqual(addresses(r.wire), {
+    answer: ["a.pvd-a.test CNAME victim.other.test", `victim.other.test A ${POISON}2`],
+    authority: [],
+    additional: [],
+  });
+  assert.equal(r.ttlOffsets.length, 2);
+
+  // Without a chain: only the A record of the name asked survives.
+  const plain = indexResponse(
+    hostileAnswer(q, { kind: "poison", unrelated: ["bank.pvd-a.test"] }),
+    0,
+    CACHE,
+  );
+  assert.deepEqual(addresses(plain.wire).answer, [`a.pvd-a.test A ${POISON}1`]);
+});
+
+Deno.test("indexResponse() rewrites the message when a kept record follows a dropped one, pointers and all", () => {
+  const question = questionWire("www.example.org", 1);
+  const first = 12 + question.length; // the unrelated owner: bank.example.org
+  const zone = first + 5; // "example.org" inside it
+  const wire = messageWire({
+    id: 7,
+    question,
+    answer: [
+      { name: "bank.example.org", type: 1, rdata: rdata.a(`${POISON}66`) },
+      { name: [0xc0, 12], type: 1, ttl: 60, rdata: rdata.a("192.0.2.80") },
+    ],
+    authority: [
+      // example.org NS ns.example.org, both names pointing into the dropped record.
+      { name: [0xc0, zone], type: 2, rdata: [2, 0x6e, 0x73, 0xc0, zone] },
+      { name: "evil.example", type: 2, rdata: rdata.name("ns.evil.example") },
+    ],
+    additional: [
+      { name: [2, 0x6e, 0x73, 0xc0, zone], type: 1, rdata: rdata.a("192.0.2.53") },
+      { name: "ns.evil.example", type: 1, rdata: rdata.a(`${POISON}67`) },
+      { type: 41, name: [0], class: 1232, ttl: 0, rdata: [] },
+    ],
+  });
+  const r = indexResponse(wire, 0, CACHE);
+  assert.deepEqual(addresses(r.wire), {
+    answer: ["www.example.org A 192.0.2.80"],
+    authority: ["example.org NS ns.example.org"],
+    additional: ["ns.example.org A 192.0.2.53"],
+  });
+  assert.equal(r.ttl, 60);
+  const served = dec(renderResponse(r, query("WWW.example.org", "A", { edns: 1232 }), 0, 1232));
+  assert.equal(served.answers[0]?.ttl, 60);
+  assert.equal(served.additionals.at(-1)?.type, "OPT");
+});
+
+Deno.test("indexResponse() keeps what a question legitimately brings: MX hosts, DNAME, SOA, DNSSEC denial", () => {
+  const mx = messageWire({
+    id: 7,
+    question: questionWire("example.org", 15),
+    answer: [{ name: [0xc0, 12], type: 15, rdata: [0, 10, ...nameWire("mail.example.org")] }],
+    additional: [
+      { name: "mail.example.org", type: 1, rdata: rdata.a("192.0.2.25") },
+      { name: "www.example.org", type: 1, rdata: rdata.a(`${POISON}67`) },
+    ],
+  });
+  assert.deepEqual(addresses(indexResponse(mx, 0, CACHE).wire).additional, [
+    "mail.example.org A 192.0.2.25",
+  ]);
+  const dname = messageWire({
+    id: 7,
+    question: questionWire("www.old.example", 1),
+    answer: [
+      { name: "old.example", type: 39, rdata: rdata.name("new.example") },
+      { name: [0xc0, 12], type: 5, rdata: rdata.name("www.new.example") },
+      { name: "www.new.example", type: 1, rdata: rdata.a("192.0.2.9") },
+      { name: "bank.new.example", type: 1, rdata: rdata.a(`${POISON}66`) },
+    ],
+  });
+  assert.deepEqual(addresses(indexResponse(dname, 0, CACHE).wire).answer, [
+    "old.example DNAME new.example",
+    "www.old.example CNAME www.new.example",
+    "www.new.example A 192.0.2.9",
+  ]);
+  const nx = enc({
+    type: "response",
+    id: 1,
+    flags: 3,
+    questions: [{ name: "no.example.org", type: "A", class: "IN" }],
+    authorities: [
+      soa,
+      { type: "A", name: "bank.example.org", ttl: 9, data: `${POISON}68` },
+      {
+        type: "NSEC",
+        name: "mail.example.org",
+        ttl: 300,
+        data: { nextDomain: "www.example.org", rrtypes: ["A"] },
+      } as packet.Answer,
+    ],
+  });
+  const negative = indexResponse(nx, 0, CACHE);
+  assert.equal(negative.ttl, 300);
+  assert.deepEqual(addresses(negative.wire).authority, [
+    "example.org SOA",
+    "mail.example.org NSEC",
+  ]);
+});
+
+Deno.test("indexResponse() follows at most MAX_CHAIN names of a CNAME chain, in any order, each once", () => {
+  // 2,400 CNAMEs in reverse order (c2399 → c2400 first, c0 → c1 last): about 64 KB over TCP.
+  const name = (i: number) => nameWire(`c${i}.x`);
+  const answer = [];
+  for (let i = 2399; i >= 0; i--) answer.push({ name: name(i), type: 5, rdata: name(i + 1) });
+  const wire = messageWire({ id: 1, question: questionWire("c0.x", 1), answer });
+  assert.ok(wire.length > 60_000 && wire.length <= 65_535);
+  const kept = addresses(indexResponse(wire, 0, CACHE).wire).answer;
+  assert.equal(kept.length, MAX_CHAIN);
+  assert.deepEqual(kept.slice(-2), ["c1.x CNAME c2.x", "c0.x CNAME c1.x"]);
 });
