@@ -406,6 +406,11 @@ export class PvdUpstreams {
       if ((answer[2]! << 8 | answer[3]!) & Flags.TC && state.tcp) {
         answer = await state.tcp.exchange(wire, { signal }); // RFC 7766: retry over TCP, same source
       }
+      // Truncated over TCP, DoT or DoH (or over UDP with no TCP to retry on): a partial answer
+      // that would be cached and served as whole. Never downgrade; the next server is asked.
+      if ((answer[2]! << 8 | answer[3]!) & Flags.TC) {
+        throw new BadResponseError("truncated answer over a stream");
+      }
       return indexResponse(answer, this.#now(), this.#options.cache);
     } finally {
       if (slots) slots.active--;
