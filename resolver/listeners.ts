@@ -42,6 +42,12 @@ export type TcpLimits = Pick<
 /** Told each time a bound is reached, by the bound's name (e.g. `tcp_connections`). */
 export type LimitCounter = (limit: string) => void;
 
+/**
+ * The largest UDP query taken; bigger ones are dropped. A real query is a few hundred bytes even
+ * with EDNS options; both UDP listeners hold to the same bound.
+ */
+export const MAX_UDP_QUERY = 4096;
+
 /** The client went away, or we are closing: nothing to do. */
 function ignore(): void {}
 
@@ -77,6 +83,7 @@ export function startUdpListener(
         continue;
       }
       if (stopped) continue; // graceful stop: taken queries are answered, new ones are not
+      if (data.length > MAX_UDP_QUERY) continue;
       const from = addr as Deno.NetAddr;
       const reply = handle(
         data,

@@ -22,7 +22,7 @@
 import ipaddr from "ipaddr.js";
 import { setImmediate } from "node:timers";
 import type { ListenerConfig } from "./config_types.ts";
-import type { DnsListener, QueryHandler } from "./listeners.ts";
+import { type DnsListener, MAX_UDP_QUERY, type QueryHandler } from "./listeners.ts";
 
 const SYMBOLS = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
@@ -38,11 +38,11 @@ const SYMBOLS = {
 } as const;
 
 const AF_INET = 2, AF_INET6 = 10, SOCK_DGRAM = 2, SOCK_NONBLOCK = 0x800, SOCK_CLOEXEC = 0x80000;
-const MSG_DONTWAIT = 0x40, POLLIN = 1, SHUT_RDWR = 2;
+const MSG_DONTWAIT = 0x40, MSG_TRUNC = 0x20, POLLIN = 1, SHUT_RDWR = 2;
 /** Datagrams per system call. */
 const BATCH = 64;
-/** Largest query accepted (a query with EDNS is small; bigger datagrams are cut and fail). */
-const SLOT = 4096;
+/** Bytes per receive slot: the largest UDP query either listener takes. */
+const SLOT = MAX_UDP_QUERY;
 /** Bytes per address slot (sockaddr_in6 is 28). */
 const NAME = 32;
 /** LP64 Linux: struct msghdr is 56 bytes; struct mmsghdr adds msg_len (+ padding) = 64. */
@@ -189,6 +189,8 @@ export function startMmsgUdpListener(
       }
       let out = 0;
       for (let i = 0; i < n; i++) {
+        // Bigger than a slot: the kernel cut it. Dropped, as the other listener drops it.
+        if (rh.getInt32(i * MMSG + 48, true) & MSG_TRUNC) continue;
         const len = rh.getUint32(i * MMSG + 56, true);
         // A copy: queries answered later keep their bytes after this slot is reused.
         const raw = bufs.slice(i * SLOT, i * SLOT + Math.min(len, SLOT));

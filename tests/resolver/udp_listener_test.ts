@@ -70,6 +70,24 @@ for (const impl of ["mmsg", "deno"] as const) {
         const reply = await sendRawUdp({ server: listen, bytes: buildQuery(0x4242, "localhost") });
         assert.ok(reply && reply[0] === 0x42 && reply[1] === 0x42);
       });
+      await t.step("a query over 4096 bytes is dropped by both listeners alike", async () => {
+        // localhost A with an OPT whose padding option (code 12) makes it `total` bytes.
+        const padded = (total: number) => {
+          const q = buildQuery(0x4343, "localhost");
+          q[11] = 1; // ARCOUNT
+          const pad = total - q.length - 15;
+          const opt = new Uint8Array(15 + pad);
+          opt.set([0, 0, 41, 0x10, 0, 0, 0, 0, 0, (4 + pad) >> 8, (4 + pad) & 0xff, 0, 12]);
+          opt.set([pad >> 8, pad & 0xff], 13);
+          return new Uint8Array([...q, ...opt]);
+        };
+        assert.equal(
+          await sendRawUdp({ server: listen, bytes: padded(4200), timeoutMs: 300 }),
+          null,
+        );
+        const reply = await sendRawUdp({ server: listen, bytes: padded(4000) });
+        assert.ok(reply && reply[0] === 0x43 && (reply[3]! & 0xf) === 0, "just under: answered");
+      });
       await t.step("a big answer is truncated for a client without EDNS", async () => {
         const r = await dig({
           server: listen,
