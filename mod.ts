@@ -42,25 +42,28 @@ export { type ExplainInput, explainRoute } from "./policy/explain.ts";
 export { checkRoutes, type RouteCheck } from "./policy/route_check.ts";
 export { LeakBlockedError, LeakGuard } from "./policy/leak_guard.ts";
 export {
-  type Answered,
-  type Exchange,
-  type ExchangeOptions,
-  type LookupAddress,
-  type LookupOptions,
-  type MxRecord,
-  type PvdBackend,
-  type PvdRecords,
   PvdResolver,
   type PvdResolverOptions,
-  type RecordTypes,
-  type RecordWithTtl,
   type ResolveAddressOptions,
-  type ResolveOptions,
-  type SoaRecord,
-  type SrvRecord,
-  stubBackend,
-  type WatchOptions,
 } from "./client/resolver.ts";
+export {
+  type Exchange,
+  type ExchangeOptions,
+  type PvdBackend,
+  stubBackend,
+} from "./client/backend.ts";
+export type { ResolveOptions } from "./client/query.ts";
+export type { LookupAddress, LookupOptions } from "./client/lookup.ts";
+export type { WatchOptions } from "./client/watch.ts";
+export type {
+  Answered,
+  MxRecord,
+  PvdRecords,
+  RecordTypes,
+  RecordWithTtl,
+  SoaRecord,
+  SrvRecord,
+} from "./client/records.ts";
 export {
   connect,
   type ConnectOptions,

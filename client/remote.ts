@@ -11,7 +11,8 @@ import type { PvdChange, PvdInfo } from "../resolver/pvd_info.ts";
 import type { DnsJson } from "../resolver/dns_json.ts";
 import type { AnswerSource } from "../resolver/pipeline.ts";
 import { ControlError, type Problem } from "./errors.ts";
-import { type PvdBackend, PvdResolver, type PvdResolverOptions } from "./resolver.ts";
+import type { PvdBackend } from "./backend.ts";
+import { PvdResolver, type PvdResolverOptions } from "./resolver.ts";
 
 /** Where the daemon's control API is when nothing says otherwise. */
 export const DEFAULT_CONTROL = "unix:/run/pvdns.sock";
