@@ -27,7 +27,7 @@ import ipaddr from "ipaddr.js";
 import { Agent } from "undici";
 import type { Cidr, PvdAdditionalInfo, ServerConfig } from "../resolver/config_types.ts";
 import { lookupInPvd, type PvdLookup } from "./pvd_id_lookup.ts";
-import { isHostName } from "./ra_codec.ts";
+import { isHostName } from "./ra_wire.ts";
 
 /** Why a fetch failed. */
 export type FetchFailure = "tls" | "http" | "json" | "dns" | "network" | "no-source";

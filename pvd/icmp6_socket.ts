@@ -52,7 +52,7 @@ export interface RaSocket {
 /** Opens an {@linkcode RaSocket} on an interface; injectable in {@linkcode RaDiscoveryOptions}. */
 export type RaSocketFactory = (iface: string) => Promise<RaSocket>;
 
-import { ipv6Text } from "./ra_codec.ts";
+import { ipv6Text } from "./ra_wire.ts";
 
 // Linux constants (include/uapi/linux/*.h, netinet/icmp6.h).
 const AF_INET6 = 10;

@@ -15,7 +15,7 @@ import { LeakGuard } from "../policy/leak_guard.ts";
 import type { ServerConfig } from "../resolver/config_types.ts";
 import { buildUpstreamQuery, skipName } from "../resolver/wire.ts";
 import { UdpTransport } from "../transports/udp.ts";
-import { ipv6Text } from "./ra_codec.ts";
+import { ipv6Text } from "./ra_wire.ts";
 
 /** What a lookup needs of a PvD. */
 export interface LookupPvd {

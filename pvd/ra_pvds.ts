@@ -19,7 +19,7 @@
 
 import ipaddr from "ipaddr.js";
 import type { Cidr } from "../resolver/config_types.ts";
-import type { EncryptedDns, NdOption, RouterAdvertisement } from "./ra_codec.ts";
+import type { EncryptedDns, NdOption, RouterAdvertisement } from "./ra_types.ts";
 
 /** An infinite lifetime (0xffffffff seconds). */
 export const INFINITE = 0xffffffff;

@@ -6,7 +6,8 @@
  * @module
  */
 
-import { encodeRa, type NdOption } from "../../pvd/ra_codec.ts";
+import { encodeRa } from "../../pvd/ra_codec.ts";
+import type { NdOption } from "../../pvd/ra_types.ts";
 
 /** A router advertisement for PvD `id` with sequence number `seq`. */
 export function pvdRa(id: string, seq: number, rdnssLifetime = 1800): Uint8Array {

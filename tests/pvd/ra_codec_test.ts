@@ -5,20 +5,17 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  decodeOption,
-  decodeRa,
-  encodeOption,
-  encodeRa,
-  type EncryptedDns,
-  icmpv6Checksum,
-  type NdOption,
-  type PvdOption,
-  type RaHeader,
-  type RejectCode,
-  type RouterAdvertisement,
-  svcParams,
-} from "../../pvd/ra_codec.ts";
+import { decodeOption, decodeRa, encodeOption, encodeRa } from "../../pvd/ra_codec.ts";
+import { svcParams } from "../../pvd/ra_dnr.ts";
+import type {
+  EncryptedDns,
+  NdOption,
+  PvdOption,
+  RaHeader,
+  RejectCode,
+  RouterAdvertisement,
+} from "../../pvd/ra_types.ts";
+import { icmpv6Checksum } from "../../pvd/ra_wire.ts";
 import { mulberry32 } from "../_support/prng.ts";
 
 const FIXTURES = new URL("../../../shared/fixtures/ra/", import.meta.url);

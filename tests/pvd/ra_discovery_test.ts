@@ -8,14 +8,9 @@
 import assert from "node:assert/strict";
 import type { FetchOutcome, InfoFetchRequest } from "../../pvd/additional_info.ts";
 import type { RaSocket, ReceivedPacket } from "../../pvd/icmp6_socket.ts";
-import {
-  encodeRa,
-  type EncryptedDns,
-  type NdOption,
-  type PvdOption,
-  type RaHeader,
-  svcParams,
-} from "../../pvd/ra_codec.ts";
+import { encodeRa } from "../../pvd/ra_codec.ts";
+import { svcParams } from "../../pvd/ra_dnr.ts";
+import type { EncryptedDns, NdOption, PvdOption, RaHeader } from "../../pvd/ra_types.ts";
 import { type RaDiscovery, startRaDiscovery } from "../../pvd/ra_discovery.ts";
 import { InfoScheduler } from "../../pvd/info_scheduler.ts";
 import { cidr } from "../../policy/prefixes.ts";
