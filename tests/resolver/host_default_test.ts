@@ -1,13 +1,12 @@
 import assert from "node:assert/strict";
 import { ConfigError } from "../../resolver/config.ts";
 import type { Config } from "../../resolver/config_types.ts";
+import { buildHostDefault, type HostDeps } from "../../resolver/host_default.ts";
 import {
-  buildHostDefault,
-  type HostDeps,
   parseResolvConf,
   RESOLV_CONF,
   RESOLVED_RESOLV_CONF,
-} from "../../resolver/host_default.ts";
+} from "../../resolver/host_resolv_conf.ts";
 
 // `ip -j …` output recorded on a test machine (eth0 = 192.0.2.2/24 + fd00::2/64).
 const IP_OUTPUT: Record<string, unknown> = {
