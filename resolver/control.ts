@@ -19,15 +19,21 @@
  * Errors are RFC 9457 problem documents (`application/problem+json`) whose `detail` names the
  * bad value. Metrics, on their own listener, answer only `GET /metrics`, without a token.
  *
+ * This file holds the options, the routes, the bearer-token check and the event stream; the DNS
+ * endpoints are in control_dns.ts, problem documents in http_problem.ts, the listener in
+ * http_listener.ts.
+ *
  * @module
  */
 
 import type { ReloadResult, Stub } from "./stub.ts";
 import { parseListenAddress } from "./config_schema.ts";
-import { parseQueryName, parseQueryType, toDnsJson } from "./dns_json.ts";
 import { normalizePvdId, pvdInfo } from "./pvd_info.ts";
-import type { Answer } from "./pipeline.ts";
-import { buildUpstreamQuery, parseQuery } from "./wire.ts";
+import { type DnsEndpointContext, dnsQuery, resolveJson, stubExchange } from "./control_dns.ts";
+import { type HttpListener, serveOn } from "./http_listener.ts";
+import { json, problem } from "./http_problem.ts";
+
+export type { HttpListener } from "./http_listener.ts";
 
 /** What asking the daemon to reload gave. */
 export type ReloadOutcome =
@@ -54,45 +60,6 @@ export interface MetricsSource {
   readonly contentType: string;
 }
 
-/** A running HTTP listener. */
-export interface HttpListener {
-  /** Where it listens: `unix:/run/pvdns.sock` or `http://127.0.0.1:5380` (the real port). */
-  readonly url: string;
-  /** Stops it (open event streams are ended first). */
-  close(): Promise<void>;
-}
-
-const JSON_TYPE = "application/json";
-const PROBLEM_TYPE = "application/problem+json";
-const DNS_MESSAGE = "application/dns-message";
-const API_CLIENT = { address: "", port: 0, transport: "api" as const };
-
-/** An RFC 9457 problem response. */
-function problem(
-  status: number,
-  kind: string,
-  title: string,
-  detail: string,
-  extra: Record<string, unknown> = {},
-  headers: Record<string, string> = {},
-): Response {
-  return new Response(
-    JSON.stringify(
-      { type: `urn:pvdns:problem:${kind}`, title, status, detail, ...extra },
-      null,
-      2,
-    ) +
-      "\n",
-    { status, headers: { "content-type": PROBLEM_TYPE, ...headers } },
-  );
-}
-
-function json(body: unknown, contentType = JSON_TYPE): Response {
-  return new Response(JSON.stringify(body, null, 2) + "\n", {
-    headers: { "content-type": contentType },
-  });
-}
-
 const unknownPvd = (id: string) =>
   problem(404, "unknown-pvd", "Unknown PvD", `"${id}" is not a known PvD id`);
 
@@ -102,21 +69,6 @@ function timingSafeEqual(a: string, b: string): boolean {
   let diff = 0;
   for (let i = 0; i < x.length; i++) diff |= x[i]! ^ y[i]!;
   return diff === 0;
-}
-
-function base64urlDecode(text: string): Uint8Array {
-  if (!/^[A-Za-z0-9_-]*={0,2}$/.test(text)) throw new Error("not base64url");
-  const b64 = text.replace(/=+$/, "").replace(/-/g, "+").replace(/_/g, "/");
-  const bin = atob(b64 + "=".repeat((4 - (b64.length % 4)) % 4));
-  return Uint8Array.from(bin, (c) => c.charCodeAt(0));
-}
-
-/** Reads a boolean query parameter (`1`/`true`/`0`/`false`); undefined when absent. */
-function flag(params: URLSearchParams, name: string): boolean | Response {
-  const v = params.get(name);
-  if (v === null || v === "" || v === "0" || v === "false") return false;
-  if (v === "1" || v === "true") return true;
-  return problem(400, "bad-request", "Bad request", `${name}: "${v}" is not 0, 1, true or false`);
 }
 
 /**
@@ -135,110 +87,13 @@ export function controlHandler(
   const streams = new Set<() => void>();
   const known = (id: string) => stub.pvds.some((p) => p.id === normalizePvdId(id));
 
-  /** One query through the stub, as the DNS listeners would answer it. */
-  const exchange = async (raw: Uint8Array, pvd: string | undefined) => {
-    let answer: Answer | undefined;
-    const reply = await stub.handle(raw, API_CLIENT, {
-      explicitPvd: pvd === undefined ? undefined : normalizePvdId(pvd),
-      onAnswer: (a) => answer = a,
-    });
-    return { reply, answer };
-  };
-
   const pvdParam = (params: URLSearchParams): string | undefined | Response => {
     const pvd = params.get("pvd");
     if (pvd === null || pvd === "") return undefined;
     return known(pvd) ? normalizePvdId(pvd) : unknownPvd(pvd);
   };
 
-  async function resolveJson(params: URLSearchParams): Promise<Response> {
-    const name = params.get("name");
-    if (name === null) {
-      return problem(400, "bad-name", "Bad domain name", "name: the query parameter is missing");
-    }
-    let qname: string, qtype: number;
-    try {
-      qname = parseQueryName(name);
-    } catch (e) {
-      return problem(400, "bad-name", "Bad domain name", `name: ${(e as Error).message}`);
-    }
-    try {
-      qtype = parseQueryType(params.get("type") ?? "A");
-    } catch (e) {
-      return problem(400, "bad-type", "Bad record type", `type: ${(e as Error).message}`);
-    }
-    const pvd = pvdParam(params);
-    if (pvd instanceof Response) return pvd;
-    const dnssecOk = flag(params, "do"), cd = flag(params, "cd");
-    if (dnssecOk instanceof Response) return dnssecOk;
-    if (cd instanceof Response) return cd;
-    const query = buildUpstreamQuery({
-      id: Math.floor(Math.random() * 0x10000),
-      qname,
-      qtype,
-      qclass: 1,
-      do: dnssecOk,
-      cd,
-    });
-    const { reply, answer } = await exchange(query, pvd);
-    if (!reply) return problem(503, "overloaded", "Overloaded", "pvdns dropped the query (busy)");
-    return json(
-      toDnsJson(reply, { pvd: answer?.pvd, source: answer?.source }),
-      "application/dns-json",
-    );
-  }
-
-  async function dnsQuery(req: Request, params: URLSearchParams): Promise<Response> {
-    const pvd = pvdParam(params);
-    if (pvd instanceof Response) return pvd;
-    let raw: Uint8Array;
-    if (req.method === "GET") {
-      const dns = params.get("dns");
-      if (dns === null) {
-        return problem(400, "bad-request", "Bad request", "dns: the query parameter is missing");
-      }
-      try {
-        raw = base64urlDecode(dns);
-      } catch {
-        return problem(
-          400,
-          "bad-request",
-          "Bad request",
-          `dns: "${dns.slice(0, 40)}" is not base64url`,
-        );
-      }
-    } else {
-      const type = req.headers.get("content-type")?.split(";")[0]?.trim();
-      if (type !== DNS_MESSAGE) {
-        return problem(
-          415,
-          "unsupported-media-type",
-          "Unsupported media type",
-          `content-type: "${type ?? ""}" is not ${DNS_MESSAGE}`,
-        );
-      }
-      raw = new Uint8Array(await req.arrayBuffer());
-      if (raw.length > 65535) {
-        return problem(413, "too-large", "Message too large", `${raw.length} bytes is over 65535`);
-      }
-    }
-    const parsed = parseQuery(raw);
-    if (parsed.kind === "drop") {
-      return problem(400, "bad-request", "Bad request", `not a DNS query: ${parsed.reason}`);
-    }
-    const { reply, answer } = await exchange(raw, pvd);
-    if (!reply) return problem(503, "overloaded", "Overloaded", "pvdns dropped the query (busy)");
-    const headers: Record<string, string> = { "content-type": DNS_MESSAGE };
-    if (answer?.pvd) headers["pvdns-pvd"] = answer.pvd;
-    if (answer?.source) headers["pvdns-source"] = answer.source;
-    try {
-      // RFC 8484 §5.1: freshness no longer than the smallest TTL of the answer.
-      const j = toDnsJson(reply, {});
-      const ttls = [...j.Answer, ...(j.Authority ?? [])].map((r) => r.TTL);
-      headers["cache-control"] = `max-age=${ttls.length ? Math.min(...ttls) : 0}`;
-    } catch { /* an error reply without records */ }
-    return new Response(reply as Uint8Array<ArrayBuffer>, { headers });
-  }
+  const dns: DnsEndpointContext = { exchange: stubExchange(stub), pvdParam };
 
   function events(params: URLSearchParams): Response {
     const encoder = new TextEncoder();
@@ -336,11 +191,15 @@ export function controlHandler(
       },
     },
     { method: ["GET"], path: /^\/v1\/events$/, run: (_req, url) => events(url.searchParams) },
-    { method: ["GET"], path: /^\/v1\/resolve$/, run: (_req, url) => resolveJson(url.searchParams) },
+    {
+      method: ["GET"],
+      path: /^\/v1\/resolve$/,
+      run: (_req, url) => resolveJson(dns, url.searchParams),
+    },
     {
       method: ["GET", "POST"],
       path: /^\/dns-query$/,
-      run: (req, url) => dnsQuery(req, url.searchParams),
+      run: (req, url) => dnsQuery(dns, req, url.searchParams),
     },
     { method: ["POST"], path: /^\/v1\/reload$/, run: () => reload() },
     {
@@ -406,71 +265,6 @@ export function controlHandler(
     handler,
     closeStreams() {
       for (const stop of [...streams]) stop();
-    },
-  };
-}
-
-/** True when something accepts connections on the Unix socket `path`. */
-async function socketLive(path: string): Promise<boolean> {
-  try {
-    const conn = await Deno.connect({ transport: "unix", path });
-    conn.close();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Serves `handler` on `listen` (`unix:/PATH` or `ADDR:PORT`); resolves once bound. */
-async function serveOn(
-  listen: string,
-  handler: (req: Request) => Promise<Response>,
-  beforeClose: () => void = () => {},
-): Promise<HttpListener> {
-  let server: Deno.HttpServer;
-  let url: string;
-  const onError = (e: unknown) =>
-    problem(500, "internal", "Internal error", (e as Error).message ?? String(e));
-  if (listen.startsWith("unix:")) {
-    const path = listen.slice("unix:".length);
-    const existing = await Deno.lstat(path).catch(() => undefined);
-    if (existing) {
-      if (!existing.isSocket) {
-        throw new Deno.errors.AlreadyExists(`${path} exists and is not a socket`);
-      }
-      if (await socketLive(path)) {
-        throw new Deno.errors.AddrInUse(`${path}: another process already serves this socket`);
-      }
-      await Deno.remove(path); // left behind by a process that is gone
-    }
-    server = Deno.serve({ path, onListen: () => {}, onError }, handler);
-    await Deno.chmod(path, 0o660);
-    url = listen;
-  } else {
-    const a = parseListenAddress(listen);
-    const bound = await new Promise<Deno.NetAddr>((resolve, reject) => {
-      try {
-        server = Deno.serve({
-          hostname: a.address,
-          port: a.port,
-          onListen: (addr) => resolve(addr as Deno.NetAddr),
-          onError,
-        }, handler);
-      } catch (e) {
-        reject(e);
-      }
-    });
-    url = `http://${a.address.includes(":") ? `[${a.address}]` : a.address}:${bound.port}`;
-  }
-  let closing: Promise<void> | undefined;
-  return {
-    url,
-    close() {
-      closing ??= (async () => {
-        beforeClose();
-        await server.shutdown();
-      })();
-      return closing;
     },
   };
 }
