@@ -6,7 +6,7 @@
  *   → hop limit 255? link-local source? right interface?  else dropped (logged once per reason)
  *   → decodeRa (ra_codec.ts)                                rejected RAs logged with the reason
  *   → RaPvdTable.apply (ra_pvds.ts): explicit / implicit PvD, per-element lifetimes
- *   → `ip -j addr show dev IFACE`: the PvD's source addresses
+ *   → `ip -j addr show dev IFACE`: source addresses; the PvD config (ra_pvd_config.ts)
  *   → InfoScheduler (info_scheduler.ts): /.well-known/pvd when H=1
  *   → publish(every RA PvD) when the set changed
  * ```
@@ -20,9 +20,8 @@
  * @module
  */
 
-import type { Cidr, PvdConfig, ServerConfig } from "../resolver/config_types.ts";
-import { parseServer } from "../resolver/config.ts";
-import { createInfoFetcher, type InfoFetcher, prefixesCovered } from "./additional_info.ts";
+import type { PvdConfig } from "../resolver/config_types.ts";
+import { createInfoFetcher, type InfoFetcher } from "./additional_info.ts";
 import {
   interfaceIndex as realInterfaceIndex,
   openRaSocket,
@@ -33,6 +32,7 @@ import {
 import { InfoScheduler, realTimers, type Timers } from "./info_scheduler.ts";
 import { type IpRunner, runIp as realRunIp } from "./ip_command.ts";
 import { decodeRa } from "./ra_codec.ts";
+import { type IfAddr, parseIpAddr, raPvdConfig } from "./ra_pvd_config.ts";
 import { type RaPvd, RaPvdTable } from "./ra_pvds.ts";
 
 /** Options of {@linkcode startRaDiscovery}. */
@@ -69,46 +69,6 @@ export interface RaDiscoveryOptions {
 export interface RaDiscovery {
   /** Stops listening, cancels every timer and fetch; `publish` is not called afterwards. */
   close(): Promise<void>;
-}
-
-/** One IPv6 address of an interface, as `ip -j addr` shows it. */
-interface IfAddr {
-  readonly address: string;
-  readonly prefixLength: number;
-  readonly linkLocal: boolean;
-  readonly temporary: boolean;
-  readonly deprecated: boolean;
-  /** Tentative (DAD running) or DAD failed: cannot be bound. */
-  readonly unusable: boolean;
-}
-
-/** Reads the IPv6 addresses of `iface` from `ip -j addr show dev IFACE` output. */
-export function parseIpAddr(json: unknown): IfAddr[] {
-  const out: IfAddr[] = [];
-  for (const link of Array.isArray(json) ? json : []) {
-    const infos = (link as { addr_info?: unknown }).addr_info;
-    for (const a of Array.isArray(infos) ? infos as Record<string, unknown>[] : []) {
-      if (a.family !== "inet6" || typeof a.local !== "string") continue;
-      out.push({
-        address: a.local,
-        prefixLength: Number(a.prefixlen),
-        linkLocal: a.scope === "link",
-        temporary: a.temporary === true,
-        deprecated: a.deprecated === true,
-        unusable: a.tentative === true || a.dadfailed === true,
-      });
-    }
-  }
-  return out;
-}
-
-function inside(address: string, prefixes: readonly Cidr[]): boolean {
-  return prefixesCovered(prefixes, [{
-    text: `${address}/128`,
-    family: 6,
-    address,
-    prefixLength: 128,
-  }]);
 }
 
 function deepFreeze<T>(value: T): T {
@@ -355,77 +315,11 @@ class Discovery implements RaDiscovery {
   }
 
   #build(p: RaPvd): { config: PvdConfig; fetchSources: string[] } {
-    const iface = p.interface;
-    const prefixes = [...p.prefixes.values()].map((e) => e.cidr);
-    const servers: ServerConfig[] = [];
-    const dnr = [...p.dnr.values()].sort((a, b) => a.option.priority - b.option.priority);
-    for (const e of dnr) {
-      const adn = e.option.adn.toLowerCase().replace(/\.$/, "");
-      const zone = /^fe[89ab]/i.test(e.address) ? `%${iface}` : "";
-      const host = `[${e.address}${zone}]`;
-      const texts: string[] = [];
-      const alpn = e.option.alpn ?? [];
-      if (alpn.includes("dot")) texts.push(`tls://${host}:${e.option.port ?? 853}#${adn}`);
-      if (alpn.some((a) => a === "h2" || a === "h3" || a === "http/1.1") && e.option.dohpath) {
-        texts.push(`https://${host}:${e.option.port ?? 443}${e.option.dohpath}#${adn}`);
-      }
-      for (const t of texts) {
-        try {
-          servers.push(parseServer(t));
-        } catch (err) {
-          this.#logOnce(
-            `dnr|${t}`,
-            `PvD ${p.id}: DNR resolver ${t} unusable: ${(err as Error).message}`,
-          );
-        }
-      }
-    }
-    for (const address of p.rdnss.keys()) {
-      try {
-        servers.push(parseServer(address));
-      } catch (err) {
-        this.#logOnce(
-          `rdnss|${address}`,
-          `PvD ${p.id}: RDNSS ${address} unusable: ${(err as Error).message}`,
-        );
-      }
-    }
-    const addrs = (this.#addrs.get(iface) ?? []).filter((a) => !a.unusable);
-    const globals = addrs.filter((a) => !a.linkLocal && inside(a.address, prefixes));
-    const rank = (a: IfAddr, temporaryFirst: boolean) =>
-      (a.deprecated ? 2 : 0) + (a.temporary === temporaryFirst ? 0 : 1);
-    const sourceAddresses = [...globals].sort((a, b) => rank(a, false) - rank(b, false))
-      .map((a) => a.address);
-    const fetchSources = [...globals].sort((a, b) => rank(a, true) - rank(b, true))
-      .map((a) => a.address);
-    if (servers.some((s) => s.zone)) {
-      const ll = addrs.find((a) => a.linkLocal);
-      if (ll) sourceAddresses.push(`${ll.address}%${iface}`);
-    }
-    let info = p.implicit ? undefined : this.#scheduler.info(iface, p.id);
-    if (info && !prefixesCovered(info.prefixes, prefixes)) {
-      this.#logOnce(
-        `cover|${p.id}|${prefixes.map((c) => c.text).join(",")}`,
-        `PvD ${p.id}: additional information not used: its prefixes do not cover the RA's`,
-      );
-      info = undefined;
-    }
-    const config: PvdConfig = {
-      id: p.id,
-      implicit: p.implicit,
-      origin: "ra",
-      interface: iface,
-      prefixes,
-      sourceAddresses,
-      servers,
-      dnsZones: info?.dnsZones ?? [],
-      searchDomains: [...p.dnssl.keys()],
-      default: p.routers.size > 0 && !info?.noInternet,
-      priority: 0,
-      strictRoutes: false,
-      ...(info ? { additionalInfo: info } : {}),
-    };
-    return { config, fetchSources };
+    return raPvdConfig(p, {
+      addresses: this.#addrs.get(p.interface) ?? [],
+      info: p.implicit ? undefined : this.#scheduler.info(p.interface, p.id),
+      logOnce: (key, line) => this.#logOnce(key, line),
+    });
   }
 
   #armExpiry(): void {
