@@ -25,11 +25,8 @@ import { createStub, type Stub } from "../../resolver/stub.ts";
 import { dig } from "../_support/dig.ts";
 import { type DnsmasqQuery, startDnsmasq } from "../_support/dnsmasq.ts";
 import { dnspythonQuery } from "../_support/dnspython.ts";
-import {
-  type HostileBehaviour,
-  POISON,
-  startHostileUpstream,
-} from "../_support/hostile_upstream.ts";
+import { type HostileBehaviour, POISON } from "../_support/hostile_answers.ts";
+import { startHostileUpstream } from "../_support/hostile_upstream.ts";
 import { loopbackAddress } from "../_support/loopback.ts";
 
 const MAX_TTL = 7200;

@@ -5,14 +5,8 @@ import { indexResponse, renderResponse } from "../../resolver/response.ts";
 import { parseQuery, type Query } from "../../resolver/wire.ts";
 import { cacheKey, PvdCache } from "../../resolver/cache.ts";
 import { MAX_CHAIN } from "../../resolver/scrub.ts";
-import {
-  hostileAnswer,
-  messageWire,
-  nameWire,
-  POISON,
-  questionWire,
-  rdata,
-} from "../_support/hostile_upstream.ts";
+import { hostileAnswer, POISON } from "../_support/hostile_answers.ts";
+import { messageWire, nameWire, questionWire, rdata } from "../_support/message_wire.ts";
 import { buildQuery } from "../_support/wire.ts";
 
 const CACHE = { maxEntries: 10, minTtl: 0, maxTtl: 86400, negativeMaxTtl: 3600, servfailTtl: 2 };
