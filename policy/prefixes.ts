@@ -57,9 +57,9 @@ export class PrefixTable<T> {
 
   /** The value of the longest prefix holding `address`, or undefined (also for a non-address). */
   lookup(address: string): T | undefined {
-    if (this.#entries.length === 0 || !ipaddr.isValid(address.split("%")[0]!)) return undefined;
-    const r = toRange(address.split("%")[0]!, 0);
-    return this.lookupRange({ ...r, length: r.family === 4 ? 32 : 128 });
+    if (this.#entries.length === 0) return undefined;
+    const range = hostRange(address);
+    return range ? this.lookupRange(range) : undefined;
   }
 
   /** The value of the longest prefix that holds the whole of `range`. */
@@ -75,6 +75,40 @@ export class PrefixTable<T> {
     }
     return undefined;
   }
+}
+
+/** Parsed client addresses (a client asks many times): parsing is the dear part of a lookup. */
+const hostRanges = new Map<string, Range | null>();
+
+/** `address` (a zone index ignored) as a single-host range, or null for a non-address. */
+function hostRange(address: string): Range | null {
+  let range = hostRanges.get(address);
+  if (range !== undefined) return range;
+  const bare = address.split("%")[0]!;
+  if (ipaddr.isValid(bare)) {
+    const r = toRange(bare, 0);
+    range = { ...r, length: r.family === 4 ? 32 : 128 };
+  } else range = null;
+  if (hostRanges.size >= 4096) hostRanges.clear();
+  hostRanges.set(address, range);
+  return range;
+}
+
+/** Zone → `.zone`, made once per zone: `under()` runs for several zones on every query. */
+const dotted = new Map<string, string>();
+
+/**
+ * True when `qname` is `zone` or a name below it (both lower case with a trailing dot; `"."`
+ * holds every name).
+ */
+export function under(qname: string, zone: string): boolean {
+  if (zone === "." || qname === zone) return true;
+  let suffix = dotted.get(zone);
+  if (suffix === undefined) {
+    suffix = "." + zone;
+    if (dotted.size < 4096) dotted.set(zone, suffix);
+  }
+  return qname.endsWith(suffix);
 }
 
 /**

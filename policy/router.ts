@@ -21,7 +21,7 @@ import type {
   RuleConfig,
 } from "../resolver/config_types.ts";
 import { TYPE_NUMBERS } from "../resolver/wire.ts";
-import { PrefixTable, reverseNameRange } from "./prefixes.ts";
+import { PrefixTable, reverseNameRange, under } from "./prefixes.ts";
 import { specialUse } from "./special_use.ts";
 
 /** The step of the routing order that made the decision. */
@@ -83,10 +83,6 @@ interface CompiledRule {
   readonly clients?: PrefixTable<true>;
   readonly listeners?: ReadonlySet<string>;
   readonly qtypes?: ReadonlySet<number>;
-}
-
-function under(qname: string, zone: string): boolean {
-  return zone === "." || qname === zone || qname.endsWith("." + zone);
 }
 
 /**
@@ -158,7 +154,7 @@ export class Router {
         };
       }
       const step = input.explicitPvd !== undefined ? "explicit" : "listener";
-      return { kind: "pvd", pvd: explicit, step, fallback: [] };
+      return { kind: "pvd", pvd: explicit, step, fallback: NO_FALLBACK };
     }
     for (const c of this.#rules) {
       if (!ruleMatches(c, input)) continue;
@@ -177,13 +173,21 @@ export class Router {
     const reverse = this.#reverse(qname);
     // A reverse zone derived from a prefix is as specific as the labels its prefix spans.
     if (reverse && (!zone || reverse.labels >= labelCount(zone.zone))) {
-      return { kind: "pvd", pvd: reverse.pvd, step: "reverse", zone: reverse.zone, fallback: [] };
+      return {
+        kind: "pvd",
+        pvd: reverse.pvd,
+        step: "reverse",
+        zone: reverse.zone,
+        fallback: NO_FALLBACK,
+      };
     }
-    if (zone) return { kind: "pvd", pvd: zone.pvd, step: "zone", zone: zone.zone, fallback: [] };
+    if (zone) {
+      return { kind: "pvd", pvd: zone.pvd, step: "zone", zone: zone.zone, fallback: NO_FALLBACK };
+    }
     const byClient = input.client ? this.#prefixes.lookup(input.client) : undefined;
-    if (byClient) return { kind: "pvd", pvd: byClient, step: "client", fallback: [] };
+    if (byClient) return { kind: "pvd", pvd: byClient, step: "client", fallback: NO_FALLBACK };
     if (this.#defaultPvd) {
-      return { kind: "pvd", pvd: this.#defaultPvd, step: "default", fallback: [] };
+      return { kind: "pvd", pvd: this.#defaultPvd, step: "default", fallback: NO_FALLBACK };
     }
     return {
       kind: "local",
@@ -241,9 +245,17 @@ function compileRule(rule: RuleConfig): CompiledRule {
 }
 
 function ruleMatches(c: CompiledRule, input: RouteInput): boolean {
-  if (c.suffixes && !c.suffixes.some((s) => under(input.qname, s))) return false;
+  if (c.suffixes && !underAny(input.qname, c.suffixes)) return false;
   if (c.qtypes && !c.qtypes.has(input.qtype)) return false;
   if (c.listeners && !(input.listener && c.listeners.has(input.listener.text))) return false;
   if (c.clients && !(input.client && c.clients.lookup(input.client))) return false;
   return true;
 }
+
+function underAny(qname: string, zones: readonly string[]): boolean {
+  for (const zone of zones) if (under(qname, zone)) return true;
+  return false;
+}
+
+/** The fallback list of every route without one (shared: a route is made for every query). */
+const NO_FALLBACK: readonly string[] = Object.freeze([]);

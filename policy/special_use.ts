@@ -5,7 +5,7 @@
  * @module
  */
 
-import { cidr, PrefixTable, reverseNameRange } from "./prefixes.ts";
+import { cidr, PrefixTable, reverseNameRange, under } from "./prefixes.ts";
 
 /** How a special-use name is answered. */
 export type SpecialAnswer =
@@ -16,10 +16,6 @@ export type SpecialAnswer =
   | { readonly kind: "claimed-only"; readonly reason: string }
   /** An RFC 6303 reverse zone: only a PvD owning the prefix may answer, else NXDOMAIN. */
   | { readonly kind: "private-reverse"; readonly reason: string };
-
-function under(qname: string, zone: string): boolean {
-  return qname === zone || qname.endsWith("." + zone);
-}
 
 /** RFC 6303 §4 (and RFC 6598/7793 for 100.64/10): reverse zones served locally by default. */
 const PRIVATE_REVERSE = new PrefixTable<string>();

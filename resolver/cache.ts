@@ -84,6 +84,12 @@ export class CacheBudget {
   }
 }
 
+/**
+ * Passed to lru-cache's `get()`, whose default parameter is a fresh `{}` per call: on the
+ * cache-hit path that is garbage for every query. (lru-cache writes `status: undefined` into it.)
+ */
+const NO_OPTIONS = {};
+
 /** Options of {@linkcode PvdCache}. */
 export interface PvdCacheOptions {
   /** Most entries kept; the least recently used go first. */
@@ -112,7 +118,7 @@ export class PvdCache {
 
   /** The fresh entry for `key` at clock time `now` (ms), or undefined. */
   get(key: string, now: number): StoredResponse | undefined {
-    const hit = this.#lru.get(key);
+    const hit = this.#lru.get(key, NO_OPTIONS);
     if (hit === undefined) return undefined;
     if (now >= hit.storedAt + hit.ttl * 1000) {
       // Expired: kept only while it may still be served stale.

@@ -28,6 +28,13 @@ const QTYPES: Record<number, string> = {
   255: "ANY",
 };
 const RCODES = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED"];
+/** Query type → its slot in a per-protocol count array; the last slot is "other". */
+const QTYPE_NAMES = [...Object.values(QTYPES), "other"];
+const QTYPE_SLOT = new Uint8Array(65536).fill(QTYPE_NAMES.length - 1);
+Object.keys(QTYPES).forEach((t, i) => QTYPE_SLOT[Number(t)] = i);
+const RCODE_NAMES = [...RCODES, "other"];
+/** Label objects made once per source, so that observing a duration allocates nothing. */
+const SOURCE_LABELS = new Map<string, Record<string, string>>();
 /** Upper bounds of the request duration buckets, seconds. */
 const BUCKETS = [
   0.0001,
@@ -70,10 +77,10 @@ class FastHistogram {
     this.buckets = buckets;
   }
 
-  observe(key: string, labels: () => Record<string, string>, seconds: number): void {
+  observe(key: string, labels: Record<string, string>, seconds: number): void {
     let s = this.#series.get(key);
     if (!s) {
-      s = { labels: labels(), counts: new Array(this.buckets.length + 1).fill(0), sum: 0 };
+      s = { labels, counts: new Array(this.buckets.length + 1).fill(0), sum: 0 };
       this.#series.set(key, s);
     }
     let i = 0;
@@ -163,8 +170,10 @@ function split(counts: Map<string, number>): Iterable<[string[], number]> {
  * ```
  */
 export class ResolverMetrics {
-  #requests = new Map<string, number>();
-  #responses = new Map<string, number>();
+  /** Per protocol: a count per query-type slot (QTYPE_SLOT). */
+  #requests = new Map<string, Float64Array>();
+  /** Per PvD ("none" for local answers), per source: a count per rcode (the last: other). */
+  #responses = new Map<string, Map<string, Float64Array>>();
   #hits = new Map<string, number>();
   #misses = new Map<string, number>();
   #upstreamErrors = new Map<string, number>();
@@ -217,14 +226,26 @@ export class ResolverMetrics {
       "pvdns_dns_requests_total",
       "DNS queries received",
       ["proto", "type"],
-      () => split(this.#requests),
+      () =>
+        [...this.#requests].flatMap(([proto, counts]) =>
+          [...counts].flatMap((n, i) =>
+            n ? [[[proto, QTYPE_NAMES[i]!], n] as [string[], number]] : []
+          )
+        ),
     );
     scrapedCounter(
       registry,
       "pvdns_dns_responses_total",
       "DNS responses sent, by the PvD that answered (none for local answers), rcode and source",
       ["pvd", "rcode", "source"],
-      () => split(this.#responses),
+      () =>
+        [...this.#responses].flatMap(([pvd, bySource]) =>
+          [...bySource].flatMap(([source, counts]) =>
+            [...counts].flatMap((n, i) =>
+              n ? [[[pvd, RCODE_NAMES[i]!, source], n] as [string[], number]] : []
+            )
+          )
+        ),
     );
     scrapedCounter(
       registry,
@@ -303,15 +324,27 @@ export class ResolverMetrics {
     registry.registerMetric(this.#upstreamDuration.metric() as never);
   }
 
+  // The two calls below run for every query: they index arrays and Maps by values they are
+  // given, and build no string or object (garbage on the hot path is paid in GC pauses).
+
   /** A query arrived. */
   request(proto: string, qtype: number): void {
-    bump(this.#requests, `${proto}|${QTYPES[qtype] ?? "other"}`);
+    let counts = this.#requests.get(proto);
+    if (!counts) this.#requests.set(proto, counts = new Float64Array(QTYPE_NAMES.length));
+    counts[qtype >= 0 ? QTYPE_SLOT[qtype & 0xffff]! : QTYPE_NAMES.length - 1]!++;
   }
 
   /** A response left; `seconds` undefined means it was made at once. */
   response(pvd: string | undefined, rcode: number, source: AnswerSource, seconds?: number): void {
-    bump(this.#responses, `${pvd ?? "none"}|${RCODES[rcode] ?? "other"}|${source}`);
-    this.#duration.observe(source, () => ({ source }), seconds ?? 0);
+    const key = pvd ?? "none";
+    let bySource = this.#responses.get(key);
+    if (!bySource) this.#responses.set(key, bySource = new Map());
+    let counts = bySource.get(source);
+    if (!counts) bySource.set(source, counts = new Float64Array(RCODE_NAMES.length));
+    counts[rcode >= 0 && rcode < RCODES.length ? rcode : RCODES.length]!++;
+    let labels = SOURCE_LABELS.get(source);
+    if (!labels) SOURCE_LABELS.set(source, labels = { source });
+    this.#duration.observe(source, labels, seconds ?? 0);
   }
 
   /** A cache lookup in `pvd`. */
@@ -324,7 +357,7 @@ export class ResolverMetrics {
     if (reason !== undefined) bump(this.#upstreamErrors, `${pvd}|${server}|${reason}`);
     else {
       const key = `${pvd}|${server}|${transport}`;
-      this.#upstreamDuration.observe(key, () => ({ pvd, server, transport }), seconds);
+      this.#upstreamDuration.observe(key, { pvd, server, transport }, seconds);
     }
   }
 

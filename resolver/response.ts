@@ -133,8 +133,12 @@ export function renderResponse(
   if (size > maxSize) return truncatedReply(stored, query);
   const out = new Uint8Array(size);
   out.set(src);
-  out.set(query.raw.subarray(0, 2), 0);
-  out.set(query.raw.subarray(12, query.questionEnd), 12);
+  // The client's ID and its question as written (letter case): a byte loop, not two subarray
+  // views, so that a reply allocates nothing but itself.
+  const raw = query.raw;
+  out[0] = raw[0]!;
+  out[1] = raw[1]!;
+  for (let i = 12; i < query.questionEnd; i++) out[i] = raw[i]!;
   const wantsAd = (query.flags & Flags.AD) !== 0 || edns?.do === true;
   let flags = (src[2]! << 8 | src[3]!) & ~(Flags.RD | Flags.CD | Flags.TC);
   if (!wantsAd) flags &= ~Flags.AD;

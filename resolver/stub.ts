@@ -124,6 +124,9 @@ export interface HandleOptions {
   readonly onAnswer?: ((answer: Answer) => void) | undefined;
 }
 
+/** Shared by every query that comes without options (an object per query is GC work). */
+const NO_OPTIONS: HandleOptions = Object.freeze({});
+
 /** A listener's sockets and the config it serves with (updated in place on reload). */
 interface OpenListener {
   readonly udp: DnsListener;
@@ -232,7 +235,7 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
   };
 
   /** Answers now when it can (a cache hit, a local answer); a promise only for upstream work. */
-  const serve: QueryHandler = (raw, client, opts = {}) => {
+  const serve: QueryHandler = (raw, client, opts = NO_OPTIONS) => {
     const parsed = parseQuery(raw);
     if (parsed.kind === "drop") return null;
     if (parsed.kind === "error") {
@@ -294,7 +297,7 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
     // A slip is an empty reply with TC set (rendered with no room): a real client retries on TCP.
     return renderResponse(localResponse(q, rcode, t), q, t, verdict === "slip" ? 0 : 65535);
   };
-  const handle = (raw: Uint8Array, client: ClientInfo, opts: HandleOptions = {}) =>
+  const handle = (raw: Uint8Array, client: ClientInfo, opts: HandleOptions = NO_OPTIONS) =>
     Promise.resolve(serve(raw, client, opts));
 
   const open = new Map<string, OpenListener>(); // keyed by the configured text

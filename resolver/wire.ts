@@ -87,16 +87,29 @@ export type QueryParse =
  * Reads a name starting at `off` without following pointers and returns its end offset and its
  * lower-case text; `compressed` is true when it ended in a pointer. Returns -1 on malformed input.
  */
+/** Scratch space for one name in presentation form (255 octets, each at most `\DDD`). */
+const nameChars = new Uint8Array(255 * 4 + 1);
+
+/**
+ * Reads an uncompressed name at `off` into lower-case presentation form. The characters are
+ * gathered in a scratch buffer and made into one string at the end: concatenating a character
+ * at a time would allocate a string per character on the hot path.
+ */
 function readUncompressedName(
   buf: Uint8Array,
   off: number,
 ): { end: number; text: string } | null {
-  let text = "";
+  let n = 0;
   let total = 1;
   for (;;) {
     if (off >= buf.length) return null;
     const len = buf[off]!;
-    if (len === 0) return { end: off + 1, text: text === "" ? "." : text };
+    if (len === 0) {
+      const text = n === 0
+        ? "."
+        : String.fromCharCode.apply(null, nameChars.subarray(0, n) as unknown as number[]);
+      return { end: off + 1, text };
+    }
     if (len > 63) return null; // a pointer or a reserved label type: not allowed in a question
     if (off + 1 + len > buf.length) return null;
     total += len + 1;
@@ -104,10 +117,15 @@ function readUncompressedName(
     for (let i = off + 1; i <= off + len; i++) {
       let c = buf[i]!;
       if (c >= 0x41 && c <= 0x5a) c += 0x20;
-      if (c > 0x20 && c < 0x7f && c !== 0x2e && c !== 0x5c) text += String.fromCharCode(c);
-      else text += "\\" + String(c).padStart(3, "0");
+      if (c > 0x20 && c < 0x7f && c !== 0x2e && c !== 0x5c) nameChars[n++] = c;
+      else {
+        nameChars[n++] = 0x5c; // \DDD
+        nameChars[n++] = 0x30 + Math.floor(c / 100);
+        nameChars[n++] = 0x30 + Math.floor(c / 10) % 10;
+        nameChars[n++] = 0x30 + c % 10;
+      }
     }
-    text += ".";
+    nameChars[n++] = 0x2e;
     off += len + 1;
   }
 }
@@ -135,45 +153,45 @@ const view = (buf: Uint8Array) => new DataView(buf.buffer, buf.byteOffset, buf.b
  * transfers → REFUSED. EDNS version above 0 → BADVERS.
  */
 export function parseQuery(raw: Uint8Array): QueryParse {
-  if (raw.length < 12) return { kind: "drop", reason: "short header" };
-  const dv = view(raw);
-  const id = dv.getUint16(0);
-  const flags = dv.getUint16(2);
-  if (flags & Flags.QR) return { kind: "drop", reason: "response, not a query" };
-  const qdcount = dv.getUint16(4);
+  if (raw.length < 12) return DROP_SHORT;
+  // Read with byte arithmetic, not a DataView: this runs for every query and should allocate
+  // nothing but the name and the query object.
+  const u16 = (at: number) => raw[at]! << 8 | raw[at + 1]!;
+  const id = u16(0);
+  const flags = u16(2);
+  if (flags & Flags.QR) return DROP_RESPONSE;
+  const qdcount = u16(4);
   const opcode = (flags >> 11) & 0xf;
   const name = qdcount >= 1 ? readUncompressedName(raw, 12) : null;
   const questionEnd = name ? name.end + 4 : -1;
-  const question = name && questionEnd <= raw.length && qdcount === 1
-    ? raw.subarray(12, questionEnd)
-    : undefined;
-  const fail = (rcode: number) => ({
-    kind: "error" as const,
-    rcode,
-    reply: buildReply({ id, flags, question, rcode }),
-  });
-  if (opcode !== 0) return fail(Rcode.NOTIMP);
-  if (qdcount !== 1 || !question) return fail(Rcode.FORMERR);
-  const qtype = dv.getUint16(questionEnd - 4);
-  const qclass = dv.getUint16(questionEnd - 2);
+  const hasQuestion = name !== null && questionEnd <= raw.length && qdcount === 1;
+  const question = () => hasQuestion ? raw.subarray(12, questionEnd) : undefined;
+  if (opcode !== 0) return failure(id, flags, question(), Rcode.NOTIMP);
+  if (!hasQuestion) return failure(id, flags, question(), Rcode.FORMERR);
+  const qtype = u16(questionEnd - 4);
+  const qclass = u16(questionEnd - 2);
 
   // Walk the rest to find the OPT record; anything unreadable is a format error.
   let off = questionEnd;
-  const rest = dv.getUint16(6) + dv.getUint16(8);
-  const arcount = dv.getUint16(10);
+  const rest = u16(6) + u16(8);
+  const arcount = u16(10);
   let edns: Query["edns"];
   for (let i = 0; i < rest + arcount; i++) {
     const nameEnd = skipName(raw, off);
-    if (nameEnd < 0 || nameEnd + 10 > raw.length) return fail(Rcode.FORMERR);
-    const type = dv.getUint16(nameEnd);
-    const rdEnd = nameEnd + 10 + dv.getUint16(nameEnd + 8);
-    if (rdEnd > raw.length) return fail(Rcode.FORMERR);
+    if (nameEnd < 0 || nameEnd + 10 > raw.length) {
+      return failure(id, flags, question(), Rcode.FORMERR);
+    }
+    const type = u16(nameEnd);
+    const rdEnd = nameEnd + 10 + u16(nameEnd + 8);
+    if (rdEnd > raw.length) return failure(id, flags, question(), Rcode.FORMERR);
     if (type === Type.OPT) {
-      if (i < rest || edns || nameEnd !== off + 1 || raw[off] !== 0) return fail(Rcode.FORMERR);
+      if (i < rest || edns || nameEnd !== off + 1 || raw[off] !== 0) {
+        return failure(id, flags, question(), Rcode.FORMERR);
+      }
       edns = {
-        udpSize: Math.min(Math.max(512, dv.getUint16(nameEnd + 2)), MAX_UDP_REPLY),
+        udpSize: Math.min(Math.max(512, u16(nameEnd + 2)), MAX_UDP_REPLY),
         version: raw[nameEnd + 5]!,
-        do: (dv.getUint16(nameEnd + 6) & 0x8000) !== 0,
+        do: (u16(nameEnd + 6) & 0x8000) !== 0,
       };
     }
     off = rdEnd;
@@ -186,7 +204,7 @@ export function parseQuery(raw: Uint8Array): QueryParse {
     qtype,
     qclass,
     questionEnd,
-    ...(edns ? { edns } : {}),
+    edns, // always present (maybe undefined): one object shape for every query
   };
   if (edns && edns.version > 0) {
     return { kind: "error", rcode: Rcode.BADVERS, reply: errorReply(query, Rcode.BADVERS) };
@@ -197,6 +215,13 @@ export function parseQuery(raw: Uint8Array): QueryParse {
     return { kind: "error", rcode: Rcode.REFUSED, reply: errorReply(query, Rcode.REFUSED) };
   }
   return { kind: "query", query };
+}
+
+const DROP_SHORT = Object.freeze({ kind: "drop", reason: "short header" } as const);
+const DROP_RESPONSE = Object.freeze({ kind: "drop", reason: "response, not a query" } as const);
+
+function failure(id: number, flags: number, question: Uint8Array | undefined, rcode: number) {
+  return { kind: "error" as const, rcode, reply: buildReply({ id, flags, question, rcode }) };
 }
 
 /** Options of {@linkcode buildReply}. */

@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
+import { LeakGuard } from "../../policy/leak_guard.ts";
+import { Router } from "../../policy/router.ts";
+import { PvdCache } from "../../resolver/cache.ts";
 import { validateConfig } from "../../resolver/config.ts";
+import { buildPipeline } from "../../resolver/pipeline.ts";
+import { PvdUpstreams } from "../../resolver/upstream.ts";
+import { parseQuery } from "../../resolver/wire.ts";
+import { buildQuery } from "../_support/wire.ts";
 import { createStub } from "../../resolver/stub.ts";
 import { dig } from "../_support/dig.ts";
 import { startDnsmasq } from "../_support/dnsmasq.ts";
@@ -166,3 +173,63 @@ Deno.test("identical misses in one PvD share one upstream query; other PvDs do n
     await loop;
   }
 });
+
+Deno.test("the pipeline answers cache hits and local answers synchronously (no promise on the hot path)", async () => {
+  const server = loopbackAddress();
+  const up = await startDnsmasq({
+    address: server,
+    zones: ["sync.test"],
+    records: [{ name: "www.sync.test", type: "A", value: "192.0.2.90" }],
+  });
+  const home = pvdOf("home.example", server);
+  const state = {
+    router: new Router({ pvds: [home], rules: [] }),
+    caches: new Map([["home.example", new PvdCache({ maxEntries: 10 })]]),
+    upstreams: new Map([[
+      "home.example",
+      new PvdUpstreams(home, {
+        upstream: { timeoutMs: 500, deadlineMs: 1000 },
+        cache: { minTtl: 0, maxTtl: 3600, negativeMaxTtl: 60, servfailTtl: 0 },
+        guard: new LeakGuard([home]),
+      }),
+    ]]),
+  };
+  const pipeline = buildPipeline({ state, servfailTtl: 0, now: Date.now });
+  const ctx = (name: string) => {
+    const parsed = parseQuery(buildQuery(1, name));
+    assert.equal(parsed.kind, "query");
+    return {
+      query: parsed.query,
+      client: { address: "127.0.0.1", port: 1, transport: "udp" as const },
+      now: Date.now(),
+    };
+  };
+  try {
+    const miss = pipeline(ctx("www.sync.test"));
+    assert.ok(miss instanceof Promise, "a miss waits for the upstream");
+    const answered = await miss;
+    assert.equal(answered.source, "upstream");
+    assert.equal(answered.response.kind, "positive");
+    const hit = pipeline(ctx("www.sync.test"));
+    assert.ok(!(hit instanceof Promise), "a hit is answered at once");
+    assert.equal(hit.source, "cache");
+    const local = pipeline(ctx("localhost"));
+    assert.ok(!(local instanceof Promise), "so is a local answer");
+    assert.equal(local.source, "policy");
+  } finally {
+    await state.upstreams.get("home.example")!.close();
+    await up.stop();
+  }
+});
+
+function pvdOf(id: string, server: string) {
+  return validateConfig({
+    listen: ["127.0.0.1:0"],
+    pvds: [{
+      id,
+      sourceAddresses: [loopbackAddress({ port: 0 })],
+      servers: [server],
+      default: true,
+    }],
+  }).pvds[0]!;
+}
