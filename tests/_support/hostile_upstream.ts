@@ -25,6 +25,7 @@ import {
   truncatedAnswer,
 } from "./hostile_answers.ts";
 import { messageWire, questionWire } from "./message_wire.ts";
+import { readTcpFrames, tcpFrame, writeAll } from "./tcp_frames.ts";
 
 /** One query the server received, and what it did. */
 export interface HostileEvent {
@@ -194,33 +195,14 @@ export function startHostileUpstream(options: HostileUpstreamOptions): HostileUp
 
   const serveConn = async (conn: Deno.Conn) => {
     const peer = (conn.remoteAddr as Deno.NetAddr).hostname;
-    let buf = new Uint8Array(0);
-    const chunk = new Uint8Array(65_537);
     try {
-      for (;;) {
-        const n = await conn.read(chunk);
-        if (n === null) break;
-        const next = new Uint8Array(buf.length + n);
-        next.set(buf);
-        next.set(chunk.subarray(0, n), buf.length);
-        buf = next;
-        while (buf.length >= 2) {
-          const len = (buf[0]! << 8) | buf[1]!;
-          if (buf.length < 2 + len) break;
-          const q = readQuery(buf.subarray(2, 2 + len));
-          buf = buf.slice(2 + len);
-          if (!q) continue;
-          const r = respond(behaviourOf(q.name), q, "tcp");
-          events.push({ wire: "tcp", name: q.name, qtype: q.qtype, from: peer, action: r.action });
-          for (const m of r.messages) {
-            const frame = new Uint8Array(2 + m.length);
-            frame[0] = m.length >> 8;
-            frame[1] = m.length & 0xff;
-            frame.set(m, 2);
-            await writeAll(conn, frame);
-          }
-          if (r.raw) await writeAll(conn, r.raw);
-        }
+      for await (const message of readTcpFrames(conn)) {
+        const q = readQuery(message);
+        if (!q) continue;
+        const r = respond(behaviourOf(q.name), q, "tcp");
+        events.push({ wire: "tcp", name: q.name, qtype: q.qtype, from: peer, action: r.action });
+        for (const m of r.messages) await writeAll(conn, tcpFrame(m));
+        if (r.raw) await writeAll(conn, r.raw);
       }
     } catch { /* reset or closed */ }
     conns.delete(conn);
@@ -266,8 +248,4 @@ export function startHostileUpstream(options: HostileUpstreamOptions): HostileUp
       await Promise.all(tasks);
     },
   };
-}
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
 }

@@ -1,0 +1,49 @@
+/**
+ * DNS over TCP framing for test servers and clients (RFC 1035 §4.2.2, RFC 7766 §8): every message
+ * behind a two-byte length, several per read or one across reads.
+ *
+ * @module
+ */
+
+/** `message` behind its two-byte length. */
+export function tcpFrame(message: Uint8Array): Uint8Array {
+  const frame = new Uint8Array(2 + message.length);
+  frame[0] = message.length >> 8;
+  frame[1] = message.length & 0xff;
+  frame.set(message, 2);
+  return frame;
+}
+
+/**
+ * The messages read from `conn`, one at a time, until the peer closes; a partial message at the
+ * end is dropped. A read error (reset, closed) is thrown to the loop.
+ *
+ * @example
+ * ```ts ignore
+ * for await (const query of readTcpFrames(conn)) await writeAll(conn, tcpFrame(answer(query)));
+ * ```
+ */
+export async function* readTcpFrames(conn: Deno.Conn): AsyncGenerator<Uint8Array> {
+  let buf = new Uint8Array(0);
+  const chunk = new Uint8Array(65_537);
+  for (;;) {
+    const n = await conn.read(chunk);
+    if (n === null) return;
+    const next = new Uint8Array(buf.length + n);
+    next.set(buf);
+    next.set(chunk.subarray(0, n), buf.length);
+    buf = next;
+    while (buf.length >= 2) {
+      const len = (buf[0]! << 8) | buf[1]!;
+      if (buf.length < 2 + len) break;
+      const message = buf.subarray(2, 2 + len);
+      buf = buf.slice(2 + len);
+      yield message;
+    }
+  }
+}
+
+/** Writes all of `bytes` to `conn` (one `write` may take only part). */
+export async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
+}
