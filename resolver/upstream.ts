@@ -234,12 +234,6 @@ export class PvdUpstreams {
     signal?: AbortSignal,
   ): Promise<StoredResponse> {
     const { timeoutMs, deadlineMs } = this.#options.upstream;
-    const deadline = timeout(deadlineMs);
-    const overall = AbortSignal.any([
-      deadline.signal,
-      this.#closing.signal,
-      ...(signal ? [signal] : []),
-    ]);
     const attempts: { server: string; reason: AttemptReason }[] = [];
     const queue: ServerState[] = [];
     for (const state of this.#sorted(states)) {
@@ -249,35 +243,58 @@ export class PvdUpstreams {
     // Down servers are asked only when every usable server is down (health checks may be wrong).
     const up = queue.filter((s) => !this.#isDown(s));
     const candidates = up.length ? up : queue;
-    if (candidates.length === 0 || overall.aborted) {
-      deadline.clear();
+    const closing = this.#closing.signal;
+    if (candidates.length === 0 || closing.aborted || signal?.aborted) {
       throw new UpstreamFailure(this.pvd, attempts);
     }
 
+    // One controller for the query (deadline, pvdns closing, the caller) and one per try (its
+    // timeout, or the query's end), wired by hand: AbortSignal.any() and AbortSignal.timeout()
+    // cost more than the rest of a miss's bookkeeping together.
+    const overall = new AbortController();
+    const abortAll = (reason: unknown) => overall.signal.aborted || overall.abort(reason);
+    const onClosing = () => abortAll(closing.reason);
+    const onCaller = () => abortAll(signal!.reason);
+    const deadline = setTimeout(() => abortAll(timeoutError()), deadlineMs);
+    closing.addEventListener("abort", onClosing, { once: true });
+    signal?.addEventListener("abort", onCaller, { once: true });
+    let running = 0;
+    let settled = false;
+    // Tries that lost a race go on to their own end (their server's health is learned), so the
+    // listeners stay until the last try is done.
+    const cleanup = () => {
+      if (!settled || running > 0) return;
+      clearTimeout(deadline);
+      closing.removeEventListener("abort", onClosing);
+      signal?.removeEventListener("abort", onCaller);
+    };
+
     return await new Promise<StoredResponse>((resolve, reject) => {
       let next = 0;
-      let running = 0;
-      let settled = false;
       const finish = (error?: UpstreamFailure, response?: StoredResponse) => {
         if (settled) return;
         settled = true;
-        deadline.clear();
-        overall.removeEventListener("abort", onAbort);
+        clearTimeout(deadline); // a settled query has no deadline left to enforce
+        overall.signal.removeEventListener("abort", onAbort);
+        cleanup();
         if (error) reject(error);
         else resolve(response!);
       };
       const onAbort = () => finish(new UpstreamFailure(this.pvd, attempts));
-      overall.addEventListener("abort", onAbort, { once: true });
+      overall.signal.addEventListener("abort", onAbort, { once: true });
       const start = () => {
         while (!settled && running < this.#parallel && next < candidates.length) {
           const state = candidates[next++]!;
           running++;
-          const tryTimer = timeout(timeoutMs);
-          const perTry = AbortSignal.any([overall, tryTimer.signal]);
-          this.#attempt(state, question, perTry, signal).then((outcome) => {
-            tryTimer.clear();
+          const perTry = new AbortController();
+          const onOverall = () => perTry.abort(overall.signal.reason);
+          overall.signal.addEventListener("abort", onOverall, { once: true });
+          const tryTimer = setTimeout(() => perTry.abort(timeoutError()), timeoutMs);
+          this.#attempt(state, question, perTry.signal, signal).then((outcome) => {
+            clearTimeout(tryTimer);
+            overall.signal.removeEventListener("abort", onOverall);
             running--;
-            if (settled) return; // a try that lost the race: its health was recorded anyway
+            if (settled) return cleanup(); // lost the race: its health was recorded anyway
             if (outcome.ok) return finish(undefined, outcome.response);
             if (outcome.reason !== "cancelled") {
               attempts.push({ server: state.server.text, reason: outcome.reason });
@@ -458,18 +475,9 @@ export class PvdUpstreams {
   }
 }
 
-/**
- * An abort signal that fires after `ms` with a TimeoutError, and can be cleared. Unlike
- * `AbortSignal.timeout()`, the timer does not outlive the query: at thousands of misses per
- * second, uncleared 2–5 s timers would pile up in memory.
- */
-function timeout(ms: number): { signal: AbortSignal; clear(): void } {
-  const controller = new AbortController();
-  const timer = setTimeout(
-    () => controller.abort(new DOMException("The upstream query timed out", "TimeoutError")),
-    ms,
-  );
-  return { signal: controller.signal, clear: () => clearTimeout(timer) };
+/** The abort reason of a try or query that ran out of time. */
+function timeoutError(): DOMException {
+  return new DOMException("The upstream query timed out", "TimeoutError");
 }
 
 /** Resolves like `promise`, or rejects when `signal` aborts first. */

@@ -33,6 +33,12 @@ export class UdpTransport implements Transport {
   #guard: SendGuard;
   #open = new Set<Deno.DatagramConn>();
   #closed = false;
+  /**
+   * A socket bound ahead of time for the next exchange: binding costs about 20 µs, which is
+   * then spent while the previous query's answer is on its way rather than before a send. Each
+   * socket still carries exactly one query (a fresh random port per query).
+   */
+  #spare: Deno.DatagramConn | undefined;
 
   /** Creates the transport; no socket is opened until an exchange. */
   constructor(options: UdpTransportOptions) {
@@ -52,7 +58,8 @@ export class UdpTransport implements Transport {
     if (signal.aborted) throw abortError(signal);
     let conn: Deno.DatagramConn;
     try {
-      conn = Deno.listenDatagram({ hostname: this.source, port: 0, transport: "udp" });
+      conn = this.#spare ?? this.#bind();
+      this.#spare = undefined;
     } catch (e) {
       throw new TransportError("closed", `cannot bind ${this.source}: ${(e as Error).message}`);
     }
@@ -61,6 +68,11 @@ export class UdpTransport implements Transport {
     signal.addEventListener("abort", onAbort, { once: true });
     try {
       await conn.send(query, { hostname: address, port, transport: "udp" });
+      if (!this.#spare && !this.#closed) {
+        try {
+          this.#spare = this.#bind();
+        } catch { /* the next exchange binds for itself and reports it */ }
+      }
       for (;;) {
         const [data, from] = await conn.receive();
         const f = from as Deno.NetAddr;
@@ -82,9 +94,15 @@ export class UdpTransport implements Transport {
     }
   }
 
+  #bind(): Deno.DatagramConn {
+    return Deno.listenDatagram({ hostname: this.source, port: 0, transport: "udp" });
+  }
+
   /** Closes any socket still waiting. */
   close(): Promise<void> {
     this.#closed = true;
+    this.#spare?.close();
+    this.#spare = undefined;
     for (const c of this.#open) {
       try {
         c.close();
