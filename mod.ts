@@ -95,7 +95,7 @@ export {
   startMetrics,
 } from "./resolver/control.ts";
 export type { Answer, AnswerSource, ClientInfo } from "./resolver/pipeline.ts";
-export type { ReloadResult } from "./resolver/stub.ts";
+export type { CloseOptions, ReloadResult } from "./resolver/stub.ts";
 export type { PvdChanges } from "./resolver/pvd_set.ts";
 export type { PvdEvent } from "./pvd/registry.ts";
 export type { IpRunner } from "./pvd/ip_command.ts";

@@ -29,7 +29,9 @@ export async function readHostPvds(
   deps: Omit<HostDeps, "listenAddresses"> = {},
 ): Promise<readonly PvdConfig[]> {
   try {
-    return (await buildHostDefault({ ...deps, listenAddresses })).pvds;
+    // Only the PvDs are used: the listeners (and who may query them) are the running config's.
+    const allow = ["0.0.0.0/0", "::/0"];
+    return (await buildHostDefault({ ...deps, listenAddresses, allow })).pvds;
   } catch (e) {
     if (e instanceof ConfigError) return [];
     throw e;

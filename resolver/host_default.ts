@@ -78,6 +78,11 @@ export interface HostDeps {
    * to one of them are dropped. @default ["127.0.0.53:53"]
    */
   readonly listenAddresses?: readonly string[];
+  /**
+   * The config's `allow` list: needed when a listen address is not loopback (the host watch
+   * passes the running config's listeners, already validated with their own allow list).
+   */
+  readonly allow?: readonly string[];
 }
 
 /**
@@ -118,15 +123,24 @@ export async function buildHostDefault(deps: HostDeps = {}): Promise<Config> {
     const host = await read(runCommand);
     if (host === undefined) continue;
     const pvds = await pvdsFromLinks(host, { runIp, own, skipped: linkSkipped });
-    if (pvds.length > 0) return finish(listen, pvds);
+    if (pvds.length > 0) return finish(listen, deps.allow, pvds);
   }
 
-  return finish(listen, await pvdsFromResolvConf({ readFile, runIp, own, linkSkipped }));
+  return finish(
+    listen,
+    deps.allow,
+    await pvdsFromResolvConf({ readFile, runIp, own, linkSkipped }),
+  );
 }
 
-function finish(listen: string[], pvds: Record<string, unknown>[]): Config {
+function finish(
+  listen: string[],
+  allow: readonly string[] | undefined,
+  pvds: Record<string, unknown>[],
+): Config {
   try {
-    return validateConfig({ listen, discovery: { host: true }, pvds }, { origin: "host" });
+    const raw = { listen, discovery: { host: true }, pvds, ...(allow ? { allow } : {}) };
+    return validateConfig(raw, { origin: "host" });
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     throw new ConfigError(error.errors.map((e) => `embedded default config: ${e}`));

@@ -167,6 +167,9 @@ async function configErrors(promise: Promise<unknown>): Promise<readonly string[
   return error.errors;
 }
 
+/** Listeners off loopback need an allow list, as in any config. */
+const LAN = ["192.168.0.0/16"];
+
 Deno.test("buildHostDefault() makes one implicit PvD per interface from resolv.conf", async () => {
   const { deps, ipCalls, commandCalls } = fakeHost({
     [RESOLV_CONF]: "# generated\nnameserver 192.0.2.1\nsearch Example.NET lab.example\n",
@@ -262,9 +265,16 @@ Deno.test("buildHostDefault() never forwards to its own listen addresses", async
     const config = await buildHostDefault({ ...deps, listenAddresses: ["127.0.0.1:5353"] });
     assert.deepEqual(config.pvds.map((p) => p.id), ["implicit:lo"]);
   });
+  await t.step("a listener off loopback without an allow list is refused", async () => {
+    const { deps } = fakeHost({ [RESOLV_CONF]: "nameserver 192.0.2.1\n" });
+    await assert.rejects(
+      buildHostDefault({ ...deps, listenAddresses: ["0.0.0.0:53"] }),
+      /embedded default config: allow: required/,
+    );
+  });
   await t.step("with a wildcard listener, local addresses are dropped", async () => {
     const { deps } = fakeHost({ [RESOLV_CONF]: "nameserver 192.0.2.2\nnameserver 192.0.2.1\n" });
-    const config = await buildHostDefault({ ...deps, listenAddresses: ["0.0.0.0:53"] });
+    const config = await buildHostDefault({ ...deps, listenAddresses: ["0.0.0.0:53"], allow: LAN });
     assert.deepEqual(config.pvds.map((p) => p.servers.map((s) => s.text)), [["192.0.2.1"]]);
   });
 });
@@ -681,7 +691,11 @@ Deno.test("buildHostDefault() never forwards a link's server to pvdns itself", a
       [RESOLVECTL[0]!]: "Link 3 (wlp2s0): 192.168.1.23 192.168.1.1\n",
       [RESOLVECTL[1]!]: "",
     });
-    const config = await buildHostDefault({ ...deps, listenAddresses: ["192.168.1.23:53"] });
+    const config = await buildHostDefault({
+      ...deps,
+      listenAddresses: ["192.168.1.23:53"],
+      allow: LAN,
+    });
     assert.deepEqual(config.pvds[0]!.servers.map((s) => s.text), ["192.168.1.1"]);
   });
   await t.step("with a wildcard listener, the link's own addresses are dropped", async () => {
@@ -689,7 +703,7 @@ Deno.test("buildHostDefault() never forwards a link's server to pvdns itself", a
       [RESOLVECTL[0]!]: "Link 3 (wlp2s0): 192.168.1.23 192.168.1.1\n",
       [RESOLVECTL[1]!]: "",
     });
-    const config = await buildHostDefault({ ...deps, listenAddresses: ["0.0.0.0:53"] });
+    const config = await buildHostDefault({ ...deps, listenAddresses: ["0.0.0.0:53"], allow: LAN });
     assert.deepEqual(config.pvds[0]!.servers.map((s) => s.text), ["192.168.1.1"]);
   });
 });
