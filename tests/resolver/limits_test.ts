@@ -9,6 +9,7 @@ import { createStub, type Stub } from "../../resolver/stub.ts";
 import { udpBlackHole } from "../_support/fake_servers.ts";
 import { loopbackAddress } from "../_support/loopback.ts";
 import { sleep } from "../_support/exec.ts";
+import { readTcpFrames, tcpFrame, writeAll } from "../_support/tcp_frames.ts";
 import { buildQuery } from "../_support/wire.ts";
 
 const rcodeOf = (reply: Uint8Array | null) => reply === null ? "none" : reply[3]! & 0xf;
@@ -102,34 +103,20 @@ Deno.test("limits.maxUpstreamQueries: upstream exchanges past the bound get SERV
 
 /** A TCP client that writes frames and reads whole replies. */
 class TcpClient {
-  #buf = new Uint8Array(0);
-  constructor(readonly conn: Deno.TcpConn) {}
+  #frames: AsyncGenerator<Uint8Array>;
+  constructor(readonly conn: Deno.TcpConn) {
+    this.#frames = readTcpFrames(conn);
+  }
   static async open(address: string, port = 53): Promise<TcpClient> {
     return new TcpClient(await Deno.connect({ hostname: address, port }));
   }
   async send(...msgs: Uint8Array[]): Promise<void> {
-    const frames = msgs.flatMap((m) => [m.length >> 8, m.length & 0xff, ...m]);
-    await this.conn.write(new Uint8Array(frames));
+    await writeAll(this.conn, new Uint8Array(msgs.flatMap((m) => [...tcpFrame(m)])));
   }
-  /** The next reply, or null when the connection was closed. */
+  /** The next reply, or null when the connection was closed (or reset). */
   async read(): Promise<Uint8Array | null> {
-    const chunk = new Uint8Array(4096);
-    for (;;) {
-      if (this.#buf.length >= 2) {
-        const len = (this.#buf[0]! << 8) | this.#buf[1]!;
-        if (this.#buf.length >= 2 + len) {
-          const msg = this.#buf.slice(2, 2 + len);
-          this.#buf = this.#buf.slice(2 + len);
-          return msg;
-        }
-      }
-      const n = await this.conn.read(chunk).catch(() => null);
-      if (n === null) return null;
-      const next = new Uint8Array(this.#buf.length + n);
-      next.set(this.#buf);
-      next.set(chunk.subarray(0, n), this.#buf.length);
-      this.#buf = next;
-    }
+    const next = await this.#frames.next().catch(() => ({ done: true, value: undefined }));
+    return next.value ?? null;
   }
   close(): void {
     try {
