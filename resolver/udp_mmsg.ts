@@ -153,7 +153,10 @@ export function startMmsgUdpListener(
   const sendHdr = new Uint8Array(BATCH * MMSG);
   const sh = new DataView(sendHdr.buffer);
   const si = new DataView(sendIov.buffer);
+  // The address slots never move (off-heap, referenced below): their pointers are made once.
+  const namePointers: bigint[] = [];
   for (let i = 0; i < BATCH; i++) {
+    namePointers.push(pointer(names, i * NAME));
     ri.setBigUint64(i * 16, pointer(bufs, i * SLOT), true);
     ri.setBigUint64(i * 16 + 8, BigInt(SLOT), true);
     rh.setBigUint64(i * MMSG, pointer(names, i * NAME), true);
@@ -202,7 +205,7 @@ export function startMmsgUdpListener(
           reply.then((r) => r && sendLater(r, to), () => {});
         } else if (reply) {
           keep.push(reply);
-          sh.setBigUint64(out * MMSG, pointer(names, i * NAME), true);
+          sh.setBigUint64(out * MMSG, namePointers[i]!, true);
           sh.setUint32(out * MMSG + 8, rh.getUint32(i * MMSG + 8, true), true);
           si.setBigUint64(out * 16, pointer(reply), true);
           si.setBigUint64(out * 16 + 8, BigInt(reply.length), true);
