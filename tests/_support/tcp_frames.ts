@@ -47,3 +47,39 @@ export async function* readTcpFrames(conn: Deno.Conn): AsyncGenerator<Uint8Array
 export async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
 }
+
+/** A DNS-over-TCP client for tests: writes framed queries, reads whole replies. */
+export class TcpDnsClient {
+  /** The connection. */
+  readonly conn: Deno.TcpConn;
+  #frames: AsyncGenerator<Uint8Array>;
+
+  /** Wraps an open connection. */
+  constructor(conn: Deno.TcpConn) {
+    this.conn = conn;
+    this.#frames = readTcpFrames(conn);
+  }
+
+  /** Connects to `address:port`. */
+  static async open(address: string, port = 53): Promise<TcpDnsClient> {
+    return new TcpDnsClient(await Deno.connect({ hostname: address, port }));
+  }
+
+  /** Writes the messages, each behind its length, in one write. */
+  async send(...messages: Uint8Array[]): Promise<void> {
+    await writeAll(this.conn, new Uint8Array(messages.flatMap((m) => [...tcpFrame(m)])));
+  }
+
+  /** The next reply, or null when the connection was closed (or reset). */
+  async read(): Promise<Uint8Array | null> {
+    const next = await this.#frames.next().catch(() => ({ done: true, value: undefined }));
+    return next.value ?? null;
+  }
+
+  /** Closes the connection (again is fine). */
+  close(): void {
+    try {
+      this.conn.close();
+    } catch { /* closed */ }
+  }
+}

@@ -9,7 +9,7 @@ import { createStub, type Stub } from "../../resolver/stub.ts";
 import { udpBlackHole } from "../_support/fake_servers.ts";
 import { loopbackAddress } from "../_support/loopback.ts";
 import { sleep } from "../_support/exec.ts";
-import { readTcpFrames, tcpFrame, writeAll } from "../_support/tcp_frames.ts";
+import { TcpDnsClient as TcpClient } from "../_support/tcp_frames.ts";
 import { buildQuery } from "../_support/wire.ts";
 
 const rcodeOf = (reply: Uint8Array | null) => reply === null ? "none" : reply[3]! & 0xf;
@@ -100,30 +100,6 @@ Deno.test("limits.maxUpstreamQueries: upstream exchanges past the bound get SERV
     await hole.close();
   }
 });
-
-/** A TCP client that writes frames and reads whole replies. */
-class TcpClient {
-  #frames: AsyncGenerator<Uint8Array>;
-  constructor(readonly conn: Deno.TcpConn) {
-    this.#frames = readTcpFrames(conn);
-  }
-  static async open(address: string, port = 53): Promise<TcpClient> {
-    return new TcpClient(await Deno.connect({ hostname: address, port }));
-  }
-  async send(...msgs: Uint8Array[]): Promise<void> {
-    await writeAll(this.conn, new Uint8Array(msgs.flatMap((m) => [...tcpFrame(m)])));
-  }
-  /** The next reply, or null when the connection was closed (or reset). */
-  async read(): Promise<Uint8Array | null> {
-    const next = await this.#frames.next().catch(() => ({ done: true, value: undefined }));
-    return next.value ?? null;
-  }
-  close(): void {
-    try {
-      this.conn.close();
-    } catch { /* closed */ }
-  }
-}
 
 Deno.test("limits.tcpPipeline: a connection with that many unanswered queries is not read further", async () => {
   const { stub, hole } = await stubWithSilentUpstream({ tcpPipeline: 2 }, 400);

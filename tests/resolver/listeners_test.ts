@@ -2,39 +2,8 @@ import assert from "node:assert/strict";
 import { validateConfig } from "../../resolver/config.ts";
 import { createStub } from "../../resolver/stub.ts";
 import { loopbackAddress } from "../_support/loopback.ts";
+import { TcpDnsClient } from "../_support/tcp_frames.ts";
 import { buildQuery } from "../_support/wire.ts";
-
-/** Reads whole length-prefixed messages from a TCP connection; null when it was closed. */
-async function readFrame(
-  conn: Deno.TcpConn,
-  state: { buf: Uint8Array },
-): Promise<Uint8Array | null> {
-  const chunk = new Uint8Array(4096);
-  for (;;) {
-    if (state.buf.length >= 2) {
-      const len = (state.buf[0]! << 8) | state.buf[1]!;
-      if (state.buf.length >= 2 + len) {
-        const msg = state.buf.slice(2, 2 + len);
-        state.buf = state.buf.slice(2 + len);
-        return msg;
-      }
-    }
-    const n = await conn.read(chunk).catch(() => null);
-    if (n === null) return null;
-    const next = new Uint8Array(state.buf.length + n);
-    next.set(state.buf);
-    next.set(chunk.subarray(0, n), state.buf.length);
-    state.buf = next;
-  }
-}
-
-function frame(msg: Uint8Array): Uint8Array {
-  const out = new Uint8Array(msg.length + 2);
-  out[0] = msg.length >> 8;
-  out[1] = msg.length & 0xff;
-  out.set(msg, 2);
-  return out;
-}
 
 Deno.test("TCP listener (RFC 7766): pipelined queries answered as they complete, idle close, bounded connections", async (t) => {
   const listen = loopbackAddress();
@@ -55,23 +24,17 @@ Deno.test("TCP listener (RFC 7766): pipelined queries answered as they complete,
     }),
     { log: () => {} },
   );
-  const conns: Deno.TcpConn[] = [];
+  const conns: TcpDnsClient[] = [];
   try {
-    const a = await Deno.connect({ hostname: listen, port: 53 });
+    const a = await TcpDnsClient.open(listen);
     conns.push(a);
-    const state = { buf: new Uint8Array(0) };
 
     await t.step(
       "a later fast query is answered before an earlier slow one, on one connection",
       async () => {
-        await a.write(
-          new Uint8Array([
-            ...frame(buildQuery(1, "www.slow.test")),
-            ...frame(buildQuery(2, "localhost")),
-          ]),
-        );
-        const first = await readFrame(a, state);
-        const second = await readFrame(a, state);
+        await a.send(buildQuery(1, "www.slow.test"), buildQuery(2, "localhost"));
+        const first = await a.read();
+        const second = await a.read();
         assert.ok(first && second);
         assert.equal((first[0]! << 8) | first[1]!, 2, "localhost answered first");
         assert.equal(first[3]! & 0xf, 0);
@@ -81,18 +44,18 @@ Deno.test("TCP listener (RFC 7766): pipelined queries answered as they complete,
     );
 
     await t.step("connections beyond tcpConnections are closed at once", async () => {
-      const b = await Deno.connect({ hostname: listen, port: 53 });
+      const b = await TcpDnsClient.open(listen);
       conns.push(b);
-      const c = await Deno.connect({ hostname: listen, port: 53 });
+      const c = await TcpDnsClient.open(listen);
       conns.push(c);
-      assert.equal(await readFrame(c, { buf: new Uint8Array(0) }), null, "third connection closed");
-      await b.write(frame(buildQuery(3, "localhost")));
-      const reply = await readFrame(b, { buf: new Uint8Array(0) });
+      assert.equal(await c.read(), null, "third connection closed");
+      await b.send(buildQuery(3, "localhost"));
+      const reply = await b.read();
       assert.equal(reply && ((reply[0]! << 8) | reply[1]!), 3, "the second one is served");
     });
 
     await t.step("an idle connection is closed by the server", async () => {
-      assert.equal(await readFrame(a, state), null);
+      assert.equal(await a.read(), null);
     });
   } finally {
     for (const c of conns) {
