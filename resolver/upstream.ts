@@ -379,8 +379,12 @@ export class PvdUpstreams {
           AbortSignal.timeout(this.#options.upstream.timeoutMs),
         ]);
         try {
+          const started = this.#now();
           await this.#ask(state, probe, signal);
           state.fails = 0; // any answer will do
+          // Its smoothed RTT was pushed far up while it failed: start again from the probe's, or
+          // the server would stay last behind the others for good (seen in bench/soak.ts).
+          state.srtt = this.#now() - started;
         } catch {
           wait = Math.min(wait * 2, MAX_PROBE_MS);
         }

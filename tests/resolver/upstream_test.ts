@@ -408,6 +408,9 @@ Deno.test("PvdUpstreams marks a server down after maxFails consecutive failures,
     flaky.mode = "answer";
     await eventually(() => !flakyHealth().down, 3000, "back up after a probe answered");
     assert.equal(flakyHealth().fails, 0);
+    // Its RTT starts again from the probe's, not from the penalty its failures earned (else it
+    // would stay behind the other server for good).
+    assert.ok(flakyHealth().srtt < 100, `srtt after the probe: ${flakyHealth().srtt}`);
     await ask(300);
     assert.equal(flaky.asked, askedWhenDown + 1, "asked again once up");
   } finally {
