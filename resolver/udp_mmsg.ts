@@ -217,7 +217,9 @@ export function startMmsgUdpListener(
       keep.length = 0;
       // Give the event loop a turn (upstream answers, timers, TCP). setTimeout(0) would cost
       // about 2 ms here; setImmediate a few µs.
-      if (++batches % YIELD_EVERY === 0) await new Promise((r) => setImmediate(r));
+      // A batch that did not fill up drained the socket: the next read finds nothing and waits
+      // in poll(), which yields anyway, so no extra turn (and its promise) is spent here.
+      if (n === BATCH && ++batches % YIELD_EVERY === 0) await new Promise((r) => setImmediate(r));
     }
   })().catch((e) => log(`pvdns: udp ${listener.text} stopped: ${(e as Error).message}`));
 
