@@ -33,12 +33,20 @@ const SYMBOLS = {
   sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
 } as const;
 
 const AF_INET = 2, AF_INET6 = 10, SOCK_DGRAM = 2, SOCK_NONBLOCK = 0x800, SOCK_CLOEXEC = 0x80000;
 const MSG_DONTWAIT = 0x40, MSG_TRUNC = 0x20, POLLIN = 1, SHUT_RDWR = 2;
+const SOL_SOCKET = 1, SO_RCVBUF = 8, SO_RCVBUFFORCE = 33;
+/**
+ * Receive buffer asked for: room for a few thousand queries, so that a pause of the event loop
+ * (a garbage collection, a burst of upstream answers) is absorbed instead of dropping queries.
+ */
+const RECEIVE_BUFFER = 4 * 1024 * 1024;
 /** Datagrams per system call. */
 const BATCH = 64;
 /** Bytes per receive slot: the largest UDP query either listener takes. */
@@ -117,19 +125,39 @@ function pointer(a: Uint8Array, offset = 0): bigint {
     BigInt(offset);
 }
 
+/**
+ * Asks for {@linkcode RECEIVE_BUFFER}: SO_RCVBUFFORCE where allowed (root, CAP_NET_ADMIN), else
+ * SO_RCVBUF, which the kernel caps at net.core.rmem_max. Best effort: a smaller buffer still works.
+ */
+function growReceiveBuffer(l: Libc, fd: number): void {
+  const size = new Uint8Array(new Int32Array([RECEIVE_BUFFER]).buffer);
+  if (l.setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, size, 4) !== 0) {
+    l.setsockopt(fd, SOL_SOCKET, SO_RCVBUF, size, 4);
+  }
+}
+
+/** The socket's receive buffer in bytes, as the kernel reports it (twice what was asked). */
+function receiveBufferOf(l: Libc, fd: number): number {
+  const out = new Int32Array(1);
+  const len = new Uint32Array([4]);
+  l.getsockopt(fd, SOL_SOCKET, SO_RCVBUF, new Uint8Array(out.buffer), new Uint8Array(len.buffer));
+  return out[0]!;
+}
+
 /** Binds a batched UDP listener and serves queries until closed. */
 export function startMmsgUdpListener(
   listener: ListenerConfig,
   handle: QueryHandler,
   log: (line: string) => void,
   options: { listener: ListenerConfig } = { listener },
-): DnsListener {
+): DnsListener & { readonly receiveBuffer: number } {
   const l = loadLibc();
   if (!l) throw new Error("recvmmsg listener needs Linux and --allow-ffi");
   const addr = sockaddr(listener.address, listener.port);
   const family = addr.length === 16 ? AF_INET : AF_INET6;
   const fd = l.socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) throw errnoError(l, "socket");
+  growReceiveBuffer(l, fd);
   if (l.bind(fd, addr, addr.length) !== 0) {
     const e = errnoError(l, `bind ${listener.text}`);
     l.close(fd);
@@ -229,6 +257,7 @@ export function startMmsgUdpListener(
   return {
     text,
     port,
+    receiveBuffer: receiveBufferOf(l, fd),
     stop() {
       stopped = true;
       return Promise.resolve();

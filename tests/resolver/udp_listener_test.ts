@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { validateConfig } from "../../resolver/config.ts";
 import { createStub } from "../../resolver/stub.ts";
-import { mmsgAvailable } from "../../resolver/udp_mmsg.ts";
+import { mmsgAvailable, startMmsgUdpListener } from "../../resolver/udp_mmsg.ts";
 import { dig } from "../_support/dig.ts";
 import { startDnsmasq } from "../_support/dnsmasq.ts";
 import { sendRawUdp } from "../_support/dnspython.ts";
@@ -129,3 +129,20 @@ for (const impl of ["mmsg", "deno"] as const) {
     }
   });
 }
+
+Deno.test("the batched UDP listener asks for a 4 MiB receive buffer (absorbs event-loop pauses)", async () => {
+  const listen = loopbackAddress();
+  const udp = startMmsgUdpListener(
+    { text: `${listen}:53`, address: listen, port: 53 },
+    () => null,
+    () => {},
+  );
+  try {
+    // The kernel reports twice the size asked; without SO_RCVBUFFORCE (not root) it is capped
+    // by net.core.rmem_max, so only assert the full size where the test runs as root (CI).
+    const root = Deno.uid() === 0;
+    assert.ok(udp.receiveBuffer >= (root ? 8 * 1024 * 1024 : 1), `got ${udp.receiveBuffer}`);
+  } finally {
+    await udp.close();
+  }
+});
