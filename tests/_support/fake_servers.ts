@@ -12,6 +12,7 @@
 
 import * as packet from "dns-packet";
 import { Buffer } from "node:buffer";
+import { readTcpFrames, tcpFrame, writeAll } from "./tcp_frames.ts";
 
 /** A UDP socket that reads datagrams and never answers. */
 export interface UdpBlackHole {
@@ -187,41 +188,24 @@ export function startStreamServer(options: StreamServerOptions): StreamServer {
   };
   const handlers: Promise<void>[] = [];
   const serve = async (conn: Deno.Conn, n: number) => {
-    let buf = new Uint8Array(0);
     const held: Uint8Array[] = [];
     let answered = 0;
-    const chunk = new Uint8Array(65536);
     const send = async (msg: Uint8Array) => {
-      const frame = new Uint8Array(2 + msg.length);
-      frame[0] = msg.length >> 8;
-      frame[1] = msg.length & 0xff;
-      frame.set(msg, 2);
-      await conn.write(frame);
+      await writeAll(conn, tcpFrame(msg));
       answered++;
     };
     try {
-      outer: for (;;) {
-        const r = await conn.read(chunk);
-        if (r === null) break;
-        const next = new Uint8Array(buf.length + r);
-        next.set(buf);
-        next.set(chunk.subarray(0, r), buf.length);
-        buf = next;
-        while (buf.length >= 2) {
-          const len = (buf[0]! << 8) | buf[1]!;
-          if (buf.length < 2 + len) break;
-          const q = buf.slice(2, 2 + len);
-          buf = buf.slice(2 + len);
-          queries.push({ conn: n, id: (q[0]! << 8) | q[1]! });
-          if (options.holdFor) {
-            held.push(q);
-            if (held.length < options.holdFor) continue;
-            for (const h of held.splice(0).reverse()) await send(answer(h));
-          } else {
-            await send(answer(q));
-          }
-          if (options.closeAfter !== undefined && answered >= options.closeAfter) break outer;
+      for await (const frame of readTcpFrames(conn)) {
+        const q = frame.slice();
+        queries.push({ conn: n, id: (q[0]! << 8) | q[1]! });
+        if (options.holdFor) {
+          held.push(q);
+          if (held.length < options.holdFor) continue;
+          for (const h of held.splice(0).reverse()) await send(answer(h));
+        } else {
+          await send(answer(q));
         }
+        if (options.closeAfter !== undefined && answered >= options.closeAfter) break;
       }
     } catch { /* reset or closed */ }
     conns.delete(conn);
