@@ -438,7 +438,7 @@ const configSchema = z.strictObject({
   }).prefault({}),
   limits: z.strictObject({
     maxInFlight: int(1).default(4096),
-    maxInFlightPerClient: int(1).default(256),
+    maxInFlightPerClient: int(1).default(1024),
     maxUpstreamQueries: int(1).default(1024),
     tcpConnections: int(1).default(256),
     tcpPipeline: int(1, 65535).default(32),

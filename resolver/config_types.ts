@@ -209,7 +209,11 @@ export interface RateLimitConfig {
 export interface LimitsConfig {
   /** Queries waiting for an upstream at once; more are dropped (UDP) or refused (TCP). @default 4096 */
   readonly maxInFlight: number;
-  /** Queries of one client address waiting for an upstream at once; more are dropped. @default 256 */
+  /**
+   * Queries of one client address waiting for an upstream at once; more are dropped. Every
+   * application on the host asks from 127.0.0.1, so this is a quarter of the global bound, enough
+   * for the queries that pile up behind a dead server's timeout. @default 1024
+   */
   readonly maxInFlightPerClient: number;
   /** Upstream exchanges at once over every PvD (each holds a socket); more get SERVFAIL. @default 1024 */
   readonly maxUpstreamQueries: number;

@@ -74,7 +74,7 @@ Deno.test("parseConfig() fills in every default of a minimal file", () => {
     upstream: { timeoutMs: 2000, deadlineMs: 4500 },
     limits: {
       maxInFlight: 4096,
-      maxInFlightPerClient: 256,
+      maxInFlightPerClient: 1024,
       maxUpstreamQueries: 1024,
       tcpConnections: 256,
       tcpPipeline: 32,
