@@ -34,14 +34,31 @@ export const START_PERMISSIONS: readonly string[] = Object.freeze(
 );
 
 /**
- * The argv that runs `main.ts ARGS` with this test run's Deno and `permissions` (by default all:
- * CLI commands and benches; the daemon of {@linkcode startPvdns} gets the narrowed set).
+ * The V8 flags of deno.json's `start` task (a small young generation: short GC pauses, see the
+ * README's "Choices worth knowing"), so that tests and benches run the daemon as users do.
+ */
+export const START_V8_FLAGS: readonly string[] = Object.freeze(
+  denoConfig.tasks.start.split(/\s+/).filter((word) => word.startsWith("--v8-flags=")),
+);
+
+/**
+ * The argv that runs `main.ts ARGS` with this test run's Deno, the start task's V8 flags and
+ * `permissions` (by default all: CLI commands and benches; the daemon of
+ * {@linkcode startPvdns} gets the narrowed set).
  */
 export function pvdnsArgv(
   args: readonly string[],
   permissions: readonly string[] = ["--allow-all"],
 ): string[] {
-  return [Deno.execPath(), "run", ...permissions, "--unstable-net", MAIN_TS, ...args];
+  return [
+    Deno.execPath(),
+    "run",
+    ...START_V8_FLAGS,
+    ...permissions,
+    "--unstable-net",
+    MAIN_TS,
+    ...args,
+  ];
 }
 
 /** Paths and capabilities a daemon needs beyond {@linkcode START_PERMISSIONS}. */
