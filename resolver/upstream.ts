@@ -21,102 +21,24 @@
  * @module
  */
 
-import ipaddr from "ipaddr.js";
-import { LeakBlockedError, type LeakGuard } from "../policy/leak_guard.ts";
+import { LeakBlockedError } from "../policy/leak_guard.ts";
 import { readCaFiles } from "../transports/_trust.ts";
-import { createTransport, type CreateTransportOptions } from "../transports/create.ts";
+import { createTransport } from "../transports/create.ts";
 import { TcpTransport } from "../transports/tcp.ts";
 import { type FailureReason, type Transport, TransportError } from "../transports/transport.ts";
-import type { PvdConfig, ServerConfig, TtlRules, UpstreamOptions } from "./config_types.ts";
+import type { PvdConfig, ServerConfig } from "./config_types.ts";
 import { BadResponseError, indexResponse, type StoredResponse } from "./response.ts";
-import { buildUpstreamQuery, Flags, Rcode, skipName, Type } from "./wire.ts";
+import {
+  type AttemptReason,
+  encryptionMode,
+  type PvdUpstreamsOptions,
+  type ServerHealth,
+  UpstreamFailure,
+  type UpstreamQuestion,
+} from "./upstream_types.ts";
+import { answerAddresses, buildUpstreamQuery, Flags, Rcode, Type } from "./wire.ts";
 
-/** The question an upstream query asks. */
-export interface UpstreamQuestion {
-  readonly qname: string;
-  readonly qtype: number;
-  readonly qclass: number;
-  readonly do: boolean;
-  readonly cd: boolean;
-}
-
-/** Why one try at a server failed: the transport's reason, an error rcode, or a full budget. */
-export type AttemptReason = FailureReason | "rcode" | "limit";
-
-/**
- * Upstream exchanges in flight over every PvD, and the most allowed (`limits.maxUpstreamQueries`).
- * One object is shared by all PvDs: each exchange holds a socket or a stream slot.
- */
-export interface UpstreamSlots {
-  active: number;
-  readonly max: number;
-  /** Told when a try is refused because every slot is taken. */
-  readonly onFull?: () => void;
-}
-
-/** Every server of a PvD failed; carries what happened at each. */
-export class UpstreamFailure extends Error {
-  /** One entry per attempt. */
-  readonly attempts: readonly { server: string; reason: AttemptReason }[];
-  /** Creates the error. */
-  constructor(pvd: string, attempts: UpstreamFailure["attempts"]) {
-    super(
-      `every server of PvD ${pvd} failed: ${
-        attempts.map((a) => `${a.server} (${a.reason})`).join(", ") || "no server"
-      }`,
-    );
-    this.name = "UpstreamFailure";
-    this.attempts = attempts;
-  }
-}
-
-/** Options of {@linkcode PvdUpstreams}. */
-export interface PvdUpstreamsOptions {
-  readonly upstream: UpstreamOptions;
-  readonly cache: TtlRules;
-  readonly guard: LeakGuard;
-  /**
-   * Told of every exchange with a server: its time, and the reason when it failed (metrics).
-   * Exchanges given up because the caller went away are not reported.
-   */
-  readonly onExchange?: (server: ServerConfig, seconds: number, reason?: string) => void;
-  /** The config's top-level `caFile`, trusted for DoT/DoH besides the PvD's own. */
-  readonly caFile?: string | undefined;
-  /** Clock in ms. @default Date.now */
-  readonly now?: () => number;
-  /** First wait before probing a server that is down, ms; doubles up to 30 s. @default 1000 */
-  readonly probeIntervalMs?: number;
-  /** Makes the transport of one server (tests inject fakes). @default createTransport */
-  readonly createTransport?: (options: CreateTransportOptions) => Transport;
-  /** The bound on upstream exchanges at once, shared by every PvD. @default unbounded */
-  readonly slots?: UpstreamSlots;
-}
-
-/** How a PvD's servers are reached, as `pvdns doctor` reports it. */
-export type EncryptionMode = "strict" | "mixed" | "none";
-
-/**
- * `strict` when every server of `pvd` is DoT or DoH (it never downgrades to Do53), `mixed` when
- * some are, `none` when all are Do53.
- */
-export function encryptionMode(pvd: Pick<PvdConfig, "servers">): EncryptionMode {
-  const encrypted = pvd.servers.filter((s) => s.protocol === "tls" || s.protocol === "https");
-  if (encrypted.length === 0) return "none";
-  return encrypted.length === pvd.servers.length ? "strict" : "mixed";
-}
-
-/** One server's health, as {@linkcode PvdUpstreams.health} reports it. */
-export interface ServerHealth {
-  readonly server: string;
-  /** Consecutive failures. */
-  readonly fails: number;
-  /** Down: skipped while another server of the PvD is up. */
-  readonly down: boolean;
-  /** A background probe is running. */
-  readonly probing: boolean;
-  /** Smoothed RTT, ms. */
-  readonly srtt: number;
-}
+export * from "./upstream_types.ts";
 
 interface ServerState {
   readonly server: ServerConfig;
@@ -454,7 +376,7 @@ export class PvdUpstreams {
       const qtype = server.family === 6 ? Type.AAAA : Type.A;
       pending = this.#run(do53, { qname: `${host}.`, qtype, qclass: 1, do: false, cd: false })
         .then((response) => {
-          const addresses = addressesIn(response.wire, qtype);
+          const addresses = answerAddresses(response.wire, qtype);
           const ttl = Math.max(response.ttl, MIN_HOST_TTL_S);
           if (addresses.length) {
             this.#hosts.set(key, { addresses, expires: this.#now() + ttl * 1000 });
@@ -492,32 +414,6 @@ function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
     signal.addEventListener("abort", onAbort, { once: true });
     promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
   });
-}
-
-/** The addresses of the A (1) or AAAA (28) records in the answer section of `wire`. */
-function addressesIn(wire: Uint8Array, qtype: number): string[] {
-  const dv = new DataView(wire.buffer, wire.byteOffset, wire.byteLength);
-  const an = dv.getUint16(6);
-  let off = skipName(wire, 12);
-  if (off < 0) return [];
-  off += 4;
-  const out: string[] = [];
-  for (let i = 0; i < an; i++) {
-    off = skipName(wire, off);
-    if (off < 0 || off + 10 > wire.length) break;
-    const type = dv.getUint16(off);
-    const rdlength = dv.getUint16(off + 8);
-    const rdata = off + 10;
-    off = rdata + rdlength;
-    if (off > wire.length) break;
-    if (type !== qtype) continue;
-    if (qtype === 1 && rdlength === 4) out.push([...wire.subarray(rdata, rdata + 4)].join("."));
-    if (qtype === 28 && rdlength === 16) {
-      const bytes = [...wire.subarray(rdata, rdata + 16)];
-      out.push((ipaddr.fromByteArray(bytes) as ipaddr.IPv6).toRFC5952String());
-    }
-  }
-  return out;
 }
 
 /** Every upstream slot is taken (`limits.maxUpstreamQueries`). */

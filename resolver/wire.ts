@@ -7,6 +7,8 @@
  * @module
  */
 
+import ipaddr from "ipaddr.js";
+
 /** DNS header flag bits (in the 16-bit flags word). */
 export const Flags = {
   QR: 0x8000,
@@ -381,3 +383,32 @@ export const TYPE_NUMBERS: Readonly<Record<string, number>> = {
   CAA: 257,
   ANY: 255,
 };
+
+/**
+ * The addresses in the A (1) or AAAA (28) records of the answer section of `wire` (a DoH server
+ * named by host is looked up through its PvD's Do53 servers with this).
+ */
+export function answerAddresses(wire: Uint8Array, qtype: number): string[] {
+  const dv = new DataView(wire.buffer, wire.byteOffset, wire.byteLength);
+  const an = dv.getUint16(6);
+  let off = skipName(wire, 12);
+  if (off < 0) return [];
+  off += 4;
+  const out: string[] = [];
+  for (let i = 0; i < an; i++) {
+    off = skipName(wire, off);
+    if (off < 0 || off + 10 > wire.length) break;
+    const type = dv.getUint16(off);
+    const rdlength = dv.getUint16(off + 8);
+    const rdata = off + 10;
+    off = rdata + rdlength;
+    if (off > wire.length) break;
+    if (type !== qtype) continue;
+    if (qtype === 1 && rdlength === 4) out.push([...wire.subarray(rdata, rdata + 4)].join("."));
+    if (qtype === 28 && rdlength === 16) {
+      const bytes = [...wire.subarray(rdata, rdata + 16)];
+      out.push((ipaddr.fromByteArray(bytes) as ipaddr.IPv6).toRFC5952String());
+    }
+  }
+  return out;
+}

@@ -1,0 +1,99 @@
+/**
+ * The shapes around {@linkcode PvdUpstreams} (resolver/upstream.ts): the question it asks, how a
+ * query fails, the shared bound on exchanges, its options, and how healthy and how encrypted a
+ * PvD's servers are.
+ *
+ * @module
+ */
+
+import type { LeakGuard } from "../policy/leak_guard.ts";
+import type { CreateTransportOptions } from "../transports/create.ts";
+import type { FailureReason, Transport } from "../transports/transport.ts";
+import type { PvdConfig, ServerConfig, TtlRules, UpstreamOptions } from "./config_types.ts";
+
+/** The question an upstream query asks. */
+export interface UpstreamQuestion {
+  readonly qname: string;
+  readonly qtype: number;
+  readonly qclass: number;
+  readonly do: boolean;
+  readonly cd: boolean;
+}
+
+/** Why one try at a server failed: the transport's reason, an error rcode, or a full budget. */
+export type AttemptReason = FailureReason | "rcode" | "limit";
+
+/**
+ * Upstream exchanges in flight over every PvD, and the most allowed (`limits.maxUpstreamQueries`).
+ * One object is shared by all PvDs: each exchange holds a socket or a stream slot.
+ */
+export interface UpstreamSlots {
+  active: number;
+  readonly max: number;
+  /** Told when a try is refused because every slot is taken. */
+  readonly onFull?: () => void;
+}
+
+/** Every server of a PvD failed; carries what happened at each. */
+export class UpstreamFailure extends Error {
+  /** One entry per attempt. */
+  readonly attempts: readonly { server: string; reason: AttemptReason }[];
+  /** Creates the error. */
+  constructor(pvd: string, attempts: UpstreamFailure["attempts"]) {
+    super(
+      `every server of PvD ${pvd} failed: ${
+        attempts.map((a) => `${a.server} (${a.reason})`).join(", ") || "no server"
+      }`,
+    );
+    this.name = "UpstreamFailure";
+    this.attempts = attempts;
+  }
+}
+
+/** Options of {@linkcode PvdUpstreams}. */
+export interface PvdUpstreamsOptions {
+  readonly upstream: UpstreamOptions;
+  readonly cache: TtlRules;
+  readonly guard: LeakGuard;
+  /**
+   * Told of every exchange with a server: its time, and the reason when it failed (metrics).
+   * Exchanges given up because the caller went away are not reported.
+   */
+  readonly onExchange?: (server: ServerConfig, seconds: number, reason?: string) => void;
+  /** The config's top-level `caFile`, trusted for DoT/DoH besides the PvD's own. */
+  readonly caFile?: string | undefined;
+  /** Clock in ms. @default Date.now */
+  readonly now?: () => number;
+  /** First wait before probing a server that is down, ms; doubles up to 30 s. @default 1000 */
+  readonly probeIntervalMs?: number;
+  /** Makes the transport of one server (tests inject fakes). @default createTransport */
+  readonly createTransport?: (options: CreateTransportOptions) => Transport;
+  /** The bound on upstream exchanges at once, shared by every PvD. @default unbounded */
+  readonly slots?: UpstreamSlots;
+}
+
+/** How a PvD's servers are reached, as `pvdns doctor` reports it. */
+export type EncryptionMode = "strict" | "mixed" | "none";
+
+/**
+ * `strict` when every server of `pvd` is DoT or DoH (it never downgrades to Do53), `mixed` when
+ * some are, `none` when all are Do53.
+ */
+export function encryptionMode(pvd: Pick<PvdConfig, "servers">): EncryptionMode {
+  const encrypted = pvd.servers.filter((s) => s.protocol === "tls" || s.protocol === "https");
+  if (encrypted.length === 0) return "none";
+  return encrypted.length === pvd.servers.length ? "strict" : "mixed";
+}
+
+/** One server's health, as {@linkcode PvdUpstreams.health} reports it. */
+export interface ServerHealth {
+  readonly server: string;
+  /** Consecutive failures. */
+  readonly fails: number;
+  /** Down: skipped while another server of the PvD is up. */
+  readonly down: boolean;
+  /** A background probe is running. */
+  readonly probing: boolean;
+  /** Smoothed RTT, ms. */
+  readonly srtt: number;
+}
