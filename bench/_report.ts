@@ -23,6 +23,8 @@ export interface FixedRate {
   qps: number;
   sent: number;
   lost: number;
+  /** Datagrams dropped at the server's socket (its receive buffer was full). */
+  serverDrops: number;
   p50Us: number;
   p99Us: number;
 }
@@ -77,6 +79,11 @@ const ROWS: Row[] = [
   { label: "p50 µs at half pvdns's saturation", get: (r) => r.atHalf.p50Us },
   { label: "p99 µs at half pvdns's saturation", get: (r) => r.atHalf.p99Us },
   { label: "lost at half pvdns's saturation", get: (r) => r.atHalf.lost, noRatio: true },
+  {
+    label: "… of them dropped at the server's socket",
+    get: (r) => r.atHalf.serverDrops,
+    noRatio: true,
+  },
   { label: "cache-miss QPS (10,000 distinct names)", get: (r) => r.missQps },
   { label: "cache-miss median µs (paced, 3,000 QPS)", get: (r) => r.missP50Us },
   { label: "… NSD direct median µs, same names", get: (r) => r.nsdP50Us },
@@ -193,6 +200,12 @@ export function verdicts(r: Results): Verdict[] {
       per((i) => p[i]!.atHalf.lost),
       (v) => v === 0,
       " lost",
+    ),
+    judge(
+      "… zero dropped by pvdns itself (its socket)",
+      per((i) => p[i]!.atHalf.serverDrops),
+      (v) => v === 0,
+      " dropped",
     ),
     judge(
       "cache-miss median added over NSD ≤ 100 µs",

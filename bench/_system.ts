@@ -178,6 +178,23 @@ export function rssKib(pid: number): number {
   return Number(m[1]);
 }
 
+/**
+ * Datagrams the kernel dropped at the UDP socket bound to `address:port` (the `drops` column of
+ * /proc/net/udp: the socket's receive buffer was full). Per socket, so the load generator's own
+ * drops do not count; 0 when no such socket is found.
+ */
+export function udpSocketDrops(address: string, port: number): number {
+  const local = `${
+    address.split(".").reverse().map((b) => Number(b).toString(16).padStart(2, "0")).join("")
+  }:${port.toString(16).padStart(4, "0")}`.toUpperCase();
+  let drops = 0;
+  for (const line of Deno.readTextFileSync("/proc/net/udp").split("\n").slice(1)) {
+    const cols = line.trim().split(/\s+/);
+    if (cols[1] === local) drops += Number(cols.at(-1)) || 0;
+  }
+  return drops;
+}
+
 /** Every child still running, so that an interrupted run can still stop them. */
 const live = new Set<Deno.ChildProcess>();
 
