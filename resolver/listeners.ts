@@ -70,11 +70,15 @@ export function startUdpListener(
   const port = (conn.addr as Deno.NetAddr).port;
   let closed = false;
   let stopped = false;
+  // One buffer for every datagram (receive() alone would allocate 64 KiB each time); a query is
+  // copied out of it, since its answer may come later. One byte more than the bound tells a
+  // datagram over MAX_UDP_QUERY.
+  const buffer = new Uint8Array(MAX_UDP_QUERY + 1);
   const loop = (async () => {
     while (!closed) {
       let data: Uint8Array, addr: Deno.Addr;
       try {
-        [data, addr] = await conn.receive();
+        [data, addr] = await conn.receive(buffer);
       } catch (e) {
         if (closed) return;
         log(
@@ -84,6 +88,7 @@ export function startUdpListener(
       }
       if (stopped) continue; // graceful stop: taken queries are answered, new ones are not
       if (data.length > MAX_UDP_QUERY) continue;
+      data = data.slice();
       const from = addr as Deno.NetAddr;
       const reply = handle(
         data,

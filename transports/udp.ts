@@ -18,6 +18,19 @@ import {
   type TransportOptions,
 } from "./transport.ts";
 
+/**
+ * Largest UDP answer read. pvdns advertises 1,232 bytes upstream (RFC 9715); a longer datagram is
+ * cut here and fails as a bad answer, like any other answer that does not parse.
+ */
+const MAX_ANSWER = 4096;
+
+/**
+ * Receive buffers kept for reuse. `DatagramConn.receive()` without a buffer allocates 64 KiB for
+ * every datagram: per cache miss, that is most of pvdns's memory churn (and RSS) under load.
+ */
+const spareBuffers: Uint8Array[] = [];
+const MAX_SPARE_BUFFERS = 64;
+
 /** Options of {@linkcode UdpTransport}. */
 export type UdpTransportOptions = TransportOptions;
 
@@ -66,6 +79,7 @@ export class UdpTransport implements Transport {
     this.#open.add(conn);
     const onAbort = () => conn.close();
     signal.addEventListener("abort", onAbort, { once: true });
+    const buffer = spareBuffers.pop() ?? new Uint8Array(MAX_ANSWER);
     try {
       await conn.send(query, { hostname: address, port, transport: "udp" });
       if (!this.#spare && !this.#closed) {
@@ -74,10 +88,10 @@ export class UdpTransport implements Transport {
         } catch { /* the next exchange binds for itself and reports it */ }
       }
       for (;;) {
-        const [data, from] = await conn.receive();
+        const [data, from] = await conn.receive(buffer);
         const f = from as Deno.NetAddr;
         if (f.port === port && sameAddress(f.hostname, address) && answersQuery(query, data)) {
-          return data;
+          return data.slice(); // the buffer goes back to the pool
         }
       }
     } catch (e) {
@@ -86,6 +100,7 @@ export class UdpTransport implements Transport {
       const refused = e instanceof Deno.errors.ConnectionRefused;
       throw new TransportError(refused ? "refused" : "closed", (e as Error).message, { cause: e });
     } finally {
+      if (spareBuffers.length < MAX_SPARE_BUFFERS) spareBuffers.push(buffer);
       signal.removeEventListener("abort", onAbort);
       this.#open.delete(conn);
       try {
