@@ -18,13 +18,13 @@
  * @module
  */
 import * as jsonc from "jsonc-parser";
-import ipaddr from "ipaddr.js";
 import type { z } from "zod";
 import type { Config, PvdOrigin } from "./config_types.ts";
 import {
   applySchema,
   DEFAULT_LISTEN,
   errorMessage,
+  isLoopback,
   type ListenAddress,
   parseIp,
   parseListenAddress,
@@ -447,10 +447,4 @@ function deepFreeze<T>(value: T): T {
     for (const item of Object.values(value)) deepFreeze(item);
   }
   return value;
-}
-
-/** True for 127.0.0.0/8 and ::1 (IPv4-mapped loopback too). */
-function isLoopback(address: string): boolean {
-  const ip = ipaddr.process(address);
-  return ip.range() === "loopback";
 }

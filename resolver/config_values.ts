@@ -274,3 +274,8 @@ export function parseServer(text: string): T.ServerConfig {
 export function compact<T extends object>(object: { [K in keyof T]: T[K] | undefined }): T {
   return Object.fromEntries(Object.entries(object).filter(([, v]) => v !== undefined)) as T;
 }
+
+/** True for 127.0.0.0/8 and ::1 (IPv4-mapped loopback too): addresses no other host reaches. */
+export function isLoopback(address: string): boolean {
+  return ipaddr.process(address).range() === "loopback";
+}

@@ -27,7 +27,7 @@
  */
 
 import type { ReloadResult, Stub } from "./stub.ts";
-import { parseListenAddress } from "./config_schema.ts";
+import { isLoopback, parseListenAddress } from "./config_schema.ts";
 import { normalizePvdId, pvdInfo } from "./pvd_info.ts";
 import { type DnsEndpointContext, dnsQuery, resolveJson, stubExchange } from "./control_dns.ts";
 import { type HttpListener, serveOn } from "./http_listener.ts";
@@ -268,8 +268,6 @@ export function controlHandler(
     },
   };
 }
-
-const isLoopback = (address: string) => address === "::1" || address.startsWith("127.");
 
 /**
  * Starts the control API on `options.listen`.
