@@ -8,6 +8,7 @@
  */
 
 import type { LimitsConfig, ListenerConfig } from "./config_types.ts";
+import { tcpFrame } from "./wire.ts";
 import type { ClientInfo } from "./pipeline.ts";
 import type { HandleOptions } from "./stub.ts";
 
@@ -252,10 +253,7 @@ class ClientConnection {
   }
 
   #write(msg: Uint8Array): void {
-    const frame = new Uint8Array(2 + msg.length);
-    frame[0] = msg.length >> 8;
-    frame[1] = msg.length & 0xff;
-    frame.set(msg, 2);
+    const frame = tcpFrame(msg);
     // Replies go out whole and one at a time, in the order their answers complete. A query
     // counts against the pipeline bound until its reply is written: a client that does not
     // read its answers stops being read.

@@ -412,3 +412,12 @@ export function answerAddresses(wire: Uint8Array, qtype: number): string[] {
   }
   return out;
 }
+
+/** `message` behind its two-byte length, as DNS over TCP carries it (RFC 1035 §4.2.2). */
+export function tcpFrame(message: Uint8Array): Uint8Array {
+  const frame = new Uint8Array(2 + message.length);
+  frame[0] = message.length >> 8;
+  frame[1] = message.length & 0xff;
+  frame.set(message, 2);
+  return frame;
+}

@@ -12,7 +12,7 @@
  */
 
 import type { Socket } from "node:net";
-import { answersQuery } from "../resolver/wire.ts";
+import { answersQuery, tcpFrame } from "../resolver/wire.ts";
 import type { ServerConfig } from "../resolver/config_types.ts";
 import {
   abortError,
@@ -126,11 +126,7 @@ class Connection {
           reject(e);
         },
       });
-      const frame = new Uint8Array(2 + wire.length);
-      frame[0] = wire.length >> 8;
-      frame[1] = wire.length & 0xff;
-      frame.set(wire, 2);
-      this.socket.write(frame); // buffered by the socket until it is connected
+      this.socket.write(tcpFrame(wire)); // buffered by the socket until it is connected
     });
   }
 

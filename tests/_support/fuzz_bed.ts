@@ -17,6 +17,7 @@ import { checkReply, hex, parseStrict } from "./fuzz_check.ts";
 import { FUZZ_NAMES } from "./fuzz_inputs.ts";
 import { loopbackAddress } from "./loopback.ts";
 import { startPvdns } from "./pvdns_process.ts";
+import { tcpFrame, writeAll } from "./tcp_frames.ts";
 import { bigTxt, buildQuery } from "./wire.ts";
 
 /** Queries one {@linkcode probe} sends: two names, over UDP and TCP. */
@@ -156,7 +157,7 @@ async function tcpExchange(address: string, query: Uint8Array): Promise<Uint8Arr
   let reply: Uint8Array | null = null;
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    await conn.write(new Uint8Array([query.length >> 8, query.length & 0xff, ...query]));
+    await writeAll(conn, tcpFrame(query));
     const reading = readFrames(conn, (f) => reply ??= f);
     await conn.closeWrite();
     await Promise.race([reading, new Promise((r) => timer = setTimeout(r, 3000))]);

@@ -5,14 +5,10 @@
  * @module
  */
 
-/** `message` behind its two-byte length. */
-export function tcpFrame(message: Uint8Array): Uint8Array {
-  const frame = new Uint8Array(2 + message.length);
-  frame[0] = message.length >> 8;
-  frame[1] = message.length & 0xff;
-  frame.set(message, 2);
-  return frame;
-}
+import { tcpFrame } from "../../resolver/wire.ts";
+
+/** `message` behind its two-byte length (pvdns's own framing, re-exported for test servers). */
+export { tcpFrame };
 
 /**
  * The messages read from `conn`, one at a time, until the peer closes; a partial message at the

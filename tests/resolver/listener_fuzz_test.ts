@@ -24,6 +24,7 @@ import {
 } from "../_support/fuzz_driver.ts";
 import { FuzzInputs } from "../_support/fuzz_inputs.ts";
 import { loopbackAddress } from "../_support/loopback.ts";
+import { readTcpFrames, tcpFrame, writeAll } from "../_support/tcp_frames.ts";
 import { buildQuery } from "../_support/wire.ts";
 
 const SEED = Number(Deno.env.get("PVDNS_FUZZ_SEED") ?? 20_808);
@@ -43,17 +44,8 @@ function startEchoLiar(): FuzzBed {
   const echo = (m: Uint8Array) => edit(m, m.length >= 3 ? [[2, m[2]! | 0x80]] : []);
   const conns = new Set<Promise<void>>();
   const serveConn = async (conn: Deno.TcpConn) => {
-    let buf = new Uint8Array(0);
-    const chunk = new Uint8Array(70_000);
     try {
-      for (let n; (n = await conn.read(chunk)) !== null;) {
-        buf = new Uint8Array([...buf, ...chunk.subarray(0, n)]);
-        while (buf.length >= 2 && buf.length >= 2 + ((buf[0]! << 8) | buf[1]!)) {
-          const m = buf.slice(2, 2 + ((buf[0]! << 8) | buf[1]!));
-          buf = buf.subarray(2 + m.length);
-          await conn.write(new Uint8Array([m.length >> 8, m.length & 0xff, ...echo(m)]));
-        }
-      }
+      for await (const m of readTcpFrames(conn)) await writeAll(conn, tcpFrame(echo(m.slice())));
     } catch { /* the client closed first */ }
     conn.close();
   };
