@@ -63,7 +63,7 @@ export class PvdSet {
   /** Entries over every PvD's cache, bounded by `cache.maxTotalEntries`. */
   readonly budget: CacheBudget = new CacheBudget(Infinity, () => this.state.caches.values());
   /** Upstream exchanges at once over every PvD, bounded by `limits.maxUpstreamQueries`. */
-  readonly slots: UpstreamSlots & { max: number } = { active: 0, max: Infinity };
+  readonly slots: UpstreamSlots & { max: number };
   #options: PvdSetOptions;
   #config: Config | undefined;
   #routeTimer: ReturnType<typeof setInterval> | undefined;
@@ -73,8 +73,7 @@ export class PvdSet {
   /** Creates an empty set; call {@linkcode PvdSet.apply}. */
   constructor(options: PvdSetOptions) {
     this.#options = options;
-    const onLimit = options.onLimit;
-    if (onLimit) this.slots = { ...this.slots, onFull: () => onLimit("upstream_queries") };
+    this.slots = { active: 0, max: Infinity, onFull: () => options.onLimit?.("upstream_queries") };
   }
 
   /** The PvDs in force. */

@@ -103,14 +103,7 @@ export function tcpBlackHole(address: string, port: number): TcpBlackHole {
       return bytes;
     },
     async close() {
-      try {
-        listener.close();
-      } catch { /* closed */ }
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch { /* closed */ }
-      }
+      closeAll(listener, conns);
       await loop;
       await Promise.all(readers);
     },
@@ -235,16 +228,18 @@ export function startStreamServer(options: StreamServerOptions): StreamServer {
     queries,
     closed: (n) => closedOf(n).promise,
     async close() {
-      try {
-        listener.close();
-      } catch { /* closed */ }
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch { /* closed */ }
-      }
+      closeAll(listener, conns);
       await loop;
       await Promise.all(handlers);
     },
   };
+}
+
+/** Closes a listener and its connections; any of them may be closed already. */
+function closeAll(listener: Deno.Listener, conns: Iterable<Deno.Conn>): void {
+  for (const c of [listener, ...conns]) {
+    try {
+      c.close();
+    } catch { /* closed */ }
+  }
 }
