@@ -22,6 +22,8 @@ const LABEL: Record<ServerName, string> = {
 export interface FixedRate {
   qps: number;
   sent: number;
+  /** Queries sent ÷ (rate × seconds): below 1 when the server held dnsperf back. */
+  rateReached: number;
   lost: number;
   /** Datagrams dropped at the server's socket (its receive buffer was full). */
   serverDrops: number;
@@ -200,6 +202,12 @@ export function verdicts(r: Results): Verdict[] {
       per((i) => p[i]!.atHalf.lost),
       (v) => v === 0,
       " lost",
+    ),
+    judge(
+      "… at the full rate (sent ≥ 99% of rate × time)",
+      per((i) => Math.round(p[i]!.atHalf.rateReached * 1000) / 10),
+      (v) => v >= 99,
+      "%",
     ),
     judge(
       "… zero dropped by pvdns itself (its socket)",
