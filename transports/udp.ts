@@ -1,8 +1,15 @@
 /**
- * Do53 over UDP (RFC 1035): one fresh socket per exchange, bound to the PvD's source address, so
- * every upstream query has a random source port as well as a random ID (RFC 5452). Only a
- * datagram from the server's address and port, with the query's ID and question, is accepted;
- * anything else is ignored and the wait goes on.
+ * Do53 over UDP (RFC 1035), from sockets bound to the PvD's source address, each on a random
+ * port the kernel picks, and each carrying a bounded number of queries for a bounded time before
+ * the next one takes over (see {@linkcode MAX_QUERIES_PER_PORT}). Every query has a random ID;
+ * only a datagram from the server's address and port, with a waiting query's ID and question, is
+ * accepted; anything else is ignored and the wait goes on.
+ *
+ * Why not one socket per query (as in pvdns 0.1): binding and closing a socket cost about 20 µs
+ * of the event loop per cache miss, on the path of the answer, and the runtime's allocations
+ * around each socket were about a third of the memory a cache miss left behind (issue 7). CoreDNS's
+ * `forward` keeps its UDP sockets for 10 s; pvdns keeps a port for at most 64 queries or 2 s, so
+ * a port an off-path attacker would have to find (RFC 5452 §9.2) is gone again soon.
  *
  * @module
  */
@@ -24,15 +31,18 @@ import {
  */
 const MAX_ANSWER = 4096;
 
-/**
- * Receive buffers kept for reuse. `DatagramConn.receive()` without a buffer allocates 64 KiB for
- * every datagram: per cache miss, that is most of pvdns's memory churn (and RSS) under load.
- */
-const spareBuffers: Uint8Array[] = [];
-const MAX_SPARE_BUFFERS = 64;
+/** Queries one port carries before a fresh port takes over (default). */
+export const MAX_QUERIES_PER_PORT = 64;
+/** How long one port takes new queries, ms (default). */
+export const MAX_PORT_AGE_MS = 2000;
 
 /** Options of {@linkcode UdpTransport}. */
-export type UdpTransportOptions = TransportOptions;
+export interface UdpTransportOptions extends TransportOptions {
+  /** Queries one port carries. @default {MAX_QUERIES_PER_PORT} */
+  readonly portQueries?: number;
+  /** How long one port takes new queries, ms. @default {MAX_PORT_AGE_MS} */
+  readonly portAgeMs?: number;
+}
 
 /** Do53 over UDP to one server of one PvD. */
 export class UdpTransport implements Transport {
@@ -44,14 +54,13 @@ export class UdpTransport implements Transport {
   readonly source: string;
   #pvd: string;
   #guard: SendGuard;
-  #open = new Set<Deno.DatagramConn>();
+  #to: Deno.NetAddr;
+  #limits: PortLimits;
+  /** The port new queries go out from. */
+  #current: PortSocket | undefined;
+  /** Every port still open: the current one and retired ones still waiting for answers. */
+  #open = new Set<PortSocket>();
   #closed = false;
-  /**
-   * A socket bound ahead of time for the next exchange: binding costs about 20 µs, which is
-   * then spent while the previous query's answer is on its way rather than before a send. Each
-   * socket still carries exactly one query (a fresh random port per query).
-   */
-  #spare: Deno.DatagramConn | undefined;
 
   /** Creates the transport; no socket is opened until an exchange. */
   constructor(options: UdpTransportOptions) {
@@ -60,71 +69,176 @@ export class UdpTransport implements Transport {
     this.source = options.source;
     this.#pvd = options.pvd;
     this.#guard = options.guard;
+    this.#to = { transport: "udp", hostname: options.server.address, port: options.server.port };
+    this.#limits = {
+      queries: options.portQueries ?? MAX_QUERIES_PER_PORT,
+      ageMs: options.portAgeMs ?? MAX_PORT_AGE_MS,
+    };
   }
 
   /** Sends `query` and waits for its answer. */
-  async exchange(query: Uint8Array, { signal }: ExchangeOptions): Promise<Uint8Array> {
-    const address = this.server.address!;
-    const port = this.server.port;
-    if (this.#closed) throw new TransportError("closed", `${this.server.text}: transport closed`);
-    this.#guard.check(this.#pvd, address, port, this.source); // every send
-    if (signal.aborted) throw abortError(signal);
-    let conn: Deno.DatagramConn;
-    try {
-      conn = this.#spare ?? this.#bind();
-      this.#spare = undefined;
-    } catch (e) {
-      throw new TransportError("closed", `cannot bind ${this.source}: ${(e as Error).message}`);
+  exchange(query: Uint8Array, { signal }: ExchangeOptions): Promise<Uint8Array> {
+    if (this.#closed) {
+      return Promise.reject(new TransportError("closed", `${this.server.text}: transport closed`));
     }
-    this.#open.add(conn);
-    const onAbort = () => conn.close();
-    signal.addEventListener("abort", onAbort, { once: true });
-    const buffer = spareBuffers.pop() ?? new Uint8Array(MAX_ANSWER);
     try {
-      await conn.send(query, { hostname: address, port, transport: "udp" });
-      if (!this.#spare && !this.#closed) {
-        try {
-          this.#spare = this.#bind();
-        } catch { /* the next exchange binds for itself and reports it */ }
-      }
-      for (;;) {
-        const [data, from] = await conn.receive(buffer);
-        const f = from as Deno.NetAddr;
-        if (f.port === port && sameAddress(f.hostname, address) && answersQuery(query, data)) {
-          return data.slice(); // the buffer goes back to the pool
-        }
-      }
+      this.#guard.check(this.#pvd, this.#to.hostname, this.#to.port, this.source); // every send
     } catch (e) {
-      if (signal.aborted) throw abortError(signal);
-      if (e instanceof TransportError) throw e;
-      const refused = e instanceof Deno.errors.ConnectionRefused;
-      throw new TransportError(refused ? "refused" : "closed", (e as Error).message, { cause: e });
-    } finally {
-      if (spareBuffers.length < MAX_SPARE_BUFFERS) spareBuffers.push(buffer);
-      signal.removeEventListener("abort", onAbort);
-      this.#open.delete(conn);
+      return Promise.reject(e);
+    }
+    if (signal.aborted) return Promise.reject(abortError(signal));
+    const id = query[0]! << 8 | query[1]!;
+    let port = this.#current;
+    if (!port || !port.takes(id, performance.now())) {
+      port?.retire();
       try {
-        conn.close();
-      } catch { /* already closed by abort */ }
+        port = this.#current = new PortSocket(
+          this.source,
+          this.#to,
+          this.#limits,
+          (p) => this.#open.delete(p),
+        );
+      } catch (e) {
+        const message = `cannot bind ${this.source}: ${(e as Error).message}`;
+        return Promise.reject(new TransportError("closed", message));
+      }
+      this.#open.add(port);
     }
+    return port.exchange(id, query, signal);
   }
 
-  #bind(): Deno.DatagramConn {
-    return Deno.listenDatagram({ hostname: this.source, port: 0, transport: "udp" });
-  }
-
-  /** Closes any socket still waiting. */
+  /** Closes every socket; queries in flight fail. */
   close(): Promise<void> {
     this.#closed = true;
-    this.#spare?.close();
-    this.#spare = undefined;
-    for (const c of this.#open) {
-      try {
-        c.close();
-      } catch { /* already closed */ }
-    }
+    this.#current = undefined;
+    for (const p of this.#open) p.close();
     this.#open.clear();
     return Promise.resolve();
+  }
+}
+
+/** When a port stops taking new queries. */
+interface PortLimits {
+  readonly queries: number;
+  readonly ageMs: number;
+}
+
+/** A query waiting for its answer on one port. */
+interface Waiter {
+  readonly query: Uint8Array;
+  readonly resolve: (answer: Uint8Array) => void;
+  readonly reject: (error: unknown) => void;
+  readonly signal: AbortSignal;
+  readonly onAbort: () => void;
+}
+
+/**
+ * One bound socket and the queries waiting on it, by ID. One receive is pending while any query
+ * waits; a retired port takes no new query and closes once its last one is answered or gone.
+ */
+class PortSocket {
+  #conn: Deno.DatagramConn;
+  #to: Deno.NetAddr;
+  #limits: PortLimits;
+  #waiting = new Map<number, Waiter>();
+  #buffer = new Uint8Array(MAX_ANSWER);
+  #uses = 0;
+  #born = performance.now();
+  #reading = false;
+  #retired = false;
+  #closed = false;
+  #onClose: (p: PortSocket) => void;
+
+  constructor(
+    source: string,
+    to: Deno.NetAddr,
+    limits: PortLimits,
+    onClose: (p: PortSocket) => void,
+  ) {
+    this.#conn = Deno.listenDatagram({ hostname: source, port: 0, transport: "udp" });
+    this.#to = to;
+    this.#limits = limits;
+    this.#onClose = onClose;
+  }
+
+  /** Whether a query with `id` may go out from this port now. */
+  takes(id: number, now: number): boolean {
+    return !this.#retired && this.#uses < this.#limits.queries &&
+      now - this.#born < this.#limits.ageMs && !this.#waiting.has(id);
+  }
+
+  exchange(id: number, query: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
+    this.#uses++;
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const onAbort = () => {
+        if (this.#waiting.get(id)?.query !== query) return;
+        this.#waiting.delete(id);
+        reject(abortError(signal));
+        this.#closeIfDone();
+      };
+      this.#waiting.set(id, { query, resolve, reject, signal, onAbort });
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.#conn.send(query, this.#to).catch((e) => this.#fail(id, query, e));
+      if (!this.#reading) this.#read();
+    });
+  }
+
+  retire(): void {
+    this.#retired = true;
+    this.#closeIfDone();
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#conn.close();
+    } catch { /* already closed */ }
+    for (const [id, w] of this.#waiting) {
+      this.#waiting.delete(id);
+      w.signal.removeEventListener("abort", w.onAbort);
+      w.reject(new TransportError("closed", "transport closed"));
+    }
+    this.#onClose(this);
+  }
+
+  async #read(): Promise<void> {
+    this.#reading = true;
+    const port = this.#to.port, address = this.#to.hostname;
+    try {
+      while (this.#waiting.size > 0 && !this.#closed) {
+        const [data, from] = await this.#conn.receive(this.#buffer);
+        const f = from as Deno.NetAddr;
+        if (data.length < 12 || f.port !== port || !sameAddress(f.hostname, address)) continue;
+        const id = data[0]! << 8 | data[1]!;
+        const w = this.#waiting.get(id);
+        if (!w || !answersQuery(w.query, data)) continue;
+        this.#waiting.delete(id);
+        w.signal.removeEventListener("abort", w.onAbort);
+        w.resolve(data.slice()); // the buffer is read into again
+      }
+    } catch (e) {
+      for (const [id, w] of this.#waiting) this.#fail(id, w.query, e);
+    } finally {
+      this.#reading = false;
+    }
+    this.#closeIfDone();
+  }
+
+  #fail(id: number, query: Uint8Array, e: unknown): void {
+    const w = this.#waiting.get(id);
+    if (!w || w.query !== query) return;
+    this.#waiting.delete(id);
+    w.signal.removeEventListener("abort", w.onAbort);
+    if (w.signal.aborted) return w.reject(abortError(w.signal));
+    const refused = e instanceof Deno.errors.ConnectionRefused;
+    w.reject(
+      new TransportError(refused ? "refused" : "closed", (e as Error).message, { cause: e }),
+    );
+  }
+
+  #closeIfDone(): void {
+    if (this.#retired && this.#waiting.size === 0) this.close();
   }
 }
 
