@@ -18,7 +18,8 @@
  * It prints a markdown table (runs side by side, ratios) and the verdict on each target, and
  * writes everything as JSON to `bench/results/`.
  *
- * Usage: `deno run -A bench/run.ts [--quick]` (`--quick`: one run, short phases, for a try-out).
+ * Usage: `deno run -A bench/run.ts [--quick] [--only=pvdns,floor]` (`--quick`: one run, short
+ * phases; `--only`: just those servers, their figures as JSON: both for a try-out).
  *
  * @module
  */
@@ -59,6 +60,8 @@ import {
 } from "./_system.ts";
 
 const quick = Deno.args.includes("--quick");
+/** `--only pvdns,floor`: measure just these (a try-out: no table, no verdicts, no JSON). */
+const only = Deno.args.find((a) => a.startsWith("--only="))?.slice(7).split(",");
 const RUNS = quick ? 1 : 2;
 const HIT_SECONDS = quick ? 2 : 5;
 const FIXED_SECONDS = quick ? 2 : 4;
@@ -303,6 +306,7 @@ async function main(): Promise<void> {
     for (let run = 1; run <= RUNS; run++) {
       let half: number | undefined;
       for (const name of SERVERS) {
+        if (only && !only.includes(name)) continue;
         log(`run ${run}: ${name}`);
         const d = await start(c, name);
         try {
@@ -318,6 +322,10 @@ async function main(): Promise<void> {
     }
 
     const seconds = (performance.now() - began) / 1000;
+    if (only) {
+      console.log(JSON.stringify(results, null, 1));
+      return;
+    }
     const table = markdownTable(results, halfQps, RUNS);
     const vs = verdicts(results);
     console.log(`${table}\n\n${verdictTable(vs)}\n\nbench time: ${seconds.toFixed(0)} s`);
