@@ -28,6 +28,7 @@ import { TcpTransport } from "../transports/tcp.ts";
 import { type FailureReason, type Transport, TransportError } from "../transports/transport.ts";
 import type { PvdConfig, ServerConfig } from "./config_types.ts";
 import { BadResponseError, indexResponse, type StoredResponse } from "./response.ts";
+import { TryTimeouts } from "./try_timeouts.ts";
 import {
   type AttemptReason,
   encryptionMode,
@@ -75,6 +76,10 @@ export class PvdUpstreams {
   #maxFails: number;
   #parallel: number;
   #closing = new AbortController();
+  /** Aborts the tries of each query in flight (called by close()). */
+  #running = new Set<(reason: unknown) => void>();
+  /** Every try's timeout (they are all `upstream.timeoutMs` long: one timer for all). */
+  #timeouts: TryTimeouts;
   #hosts = new Map<string, { addresses: string[]; expires: number }>();
   #lookups = new Map<string, Promise<string[]>>();
 
@@ -85,6 +90,7 @@ export class PvdUpstreams {
     this.#now = options.now ?? Date.now;
     this.#maxFails = options.upstream.maxFails ?? 3;
     this.#parallel = Math.max(1, pvd.parallel ?? 1);
+    this.#timeouts = new TryTimeouts(options.upstream.timeoutMs);
     this.strictEncrypted = encryptionMode(pvd) === "strict";
     const encrypted = pvd.servers.some((s) => s.protocol === "tls" || s.protocol === "https");
     const ca = encrypted ? readCaFiles([pvd.caFile, options.caFile]) : [];
@@ -150,7 +156,7 @@ export class PvdUpstreams {
     return this.#run(this.#servers, question, signal);
   }
 
-  async #run(
+  #run(
     states: readonly ServerState[],
     question: UpstreamQuestion,
     signal?: AbortSignal,
@@ -165,66 +171,64 @@ export class PvdUpstreams {
     // Down servers are asked only when every usable server is down (health checks may be wrong).
     const up = queue.filter((s) => !this.#isDown(s));
     const candidates = up.length ? up : queue;
-    const closing = this.#closing.signal;
-    if (candidates.length === 0 || closing.aborted || signal?.aborted) {
-      throw new UpstreamFailure(this.pvd, attempts);
+    if (candidates.length === 0 || this.#closing.signal.aborted || signal?.aborted) {
+      return Promise.reject(new UpstreamFailure(this.pvd, attempts));
     }
 
-    // One controller for the query (deadline, pvdns closing, the caller) and one per try (its
-    // timeout, or the query's end), wired by hand: AbortSignal.any() and AbortSignal.timeout()
-    // cost more than the rest of a miss's bookkeeping together.
-    const overall = new AbortController();
-    const abortAll = (reason: unknown) => overall.signal.aborted || overall.abort(reason);
-    const onClosing = () => abortAll(closing.reason);
-    const onCaller = () => abortAll(signal!.reason);
-    const deadline = setTimeout(() => abortAll(timeoutError()), deadlineMs);
-    closing.addEventListener("abort", onClosing, { once: true });
-    signal?.addEventListener("abort", onCaller, { once: true });
-    let running = 0;
-    let settled = false;
-    // Tries that lost a race go on to their own end (their server's health is learned), so the
-    // listeners stay until the last try is done.
-    const cleanup = () => {
-      if (!settled || running > 0) return;
-      clearTimeout(deadline);
-      closing.removeEventListener("abort", onClosing);
-      signal?.removeEventListener("abort", onCaller);
-    };
-
-    return await new Promise<StoredResponse>((resolve, reject) => {
+    // No timer for the deadline and no AbortController for the query: each try's timer is cut to
+    // what is left of the deadline, and pvdns closing (or the caller) aborts the running tries by
+    // hand. Timers, controllers and listeners were most of a miss's bookkeeping (issue 7).
+    const deadlineAt = performance.now() + deadlineMs;
+    return new Promise<StoredResponse>((resolve, reject) => {
+      const tries = new Set<AbortController>();
       let next = 0;
+      let running = 0;
+      let settled = false;
       const finish = (error?: UpstreamFailure, response?: StoredResponse) => {
         if (settled) return;
         settled = true;
-        clearTimeout(deadline); // a settled query has no deadline left to enforce
-        overall.signal.removeEventListener("abort", onAbort);
-        cleanup();
+        done();
         if (error) reject(error);
         else resolve(response!);
       };
-      const onAbort = () => finish(new UpstreamFailure(this.pvd, attempts));
-      overall.signal.addEventListener("abort", onAbort, { once: true });
+      // Tries that lost a race go on to their own end (their server's health is learned), and
+      // pvdns closing still ends them: abortAll stays registered until the last try is done.
+      const abortAll = (reason: unknown) => {
+        for (const c of tries) c.abort(reason);
+        finish(new UpstreamFailure(this.pvd, attempts));
+      };
+      const onCaller = () => abortAll(signal!.reason);
+      const done = () => {
+        if (!settled || running > 0) return;
+        this.#running.delete(abortAll);
+        signal?.removeEventListener("abort", onCaller);
+      };
+      this.#running.add(abortAll);
+      signal?.addEventListener("abort", onCaller, { once: true });
       const start = () => {
         while (!settled && running < this.#parallel && next < candidates.length) {
+          const left = deadlineAt - performance.now();
+          if (left <= 0) break;
           const state = candidates[next++]!;
           running++;
           const perTry = new AbortController();
-          const onOverall = () => perTry.abort(overall.signal.reason);
-          overall.signal.addEventListener("abort", onOverall, { once: true });
-          const tryTimer = setTimeout(() => perTry.abort(timeoutError()), timeoutMs);
+          tries.add(perTry);
+          const onTimeout = () => perTry.abort(timeoutError());
+          // A try cut short by the deadline (a retry, late) gets a timer of its own.
+          const ticket = left >= timeoutMs ? this.#timeouts.add(onTimeout) : -1;
+          const own = ticket < 0 ? setTimeout(onTimeout, Math.ceil(left)) : undefined;
           this.#attempt(state, question, perTry.signal, signal).then((outcome) => {
-            clearTimeout(tryTimer);
-            overall.signal.removeEventListener("abort", onOverall);
+            if (own === undefined) this.#timeouts.cancel(ticket);
+            else clearTimeout(own);
+            tries.delete(perTry);
             running--;
-            if (settled) return cleanup(); // lost the race: its health was recorded anyway
+            if (settled) return done(); // lost the race: its health was recorded anyway
             if (outcome.ok) return finish(undefined, outcome.response);
             if (outcome.reason !== "cancelled") {
               attempts.push({ server: state.server.text, reason: outcome.reason });
             }
             start();
-            if (running === 0 && next >= candidates.length) {
-              finish(new UpstreamFailure(this.pvd, attempts));
-            }
+            if (running === 0) finish(new UpstreamFailure(this.pvd, attempts));
           });
         }
       };
@@ -343,8 +347,7 @@ export class PvdUpstreams {
       slots.active++;
     }
     try {
-      const id = crypto.getRandomValues(new Uint16Array(1))[0]!;
-      const wire = buildUpstreamQuery({ id, ...q });
+      const wire = buildUpstreamQuery({ id: randomId(), ...q });
       let answer = await state.transport.exchange(wire, { signal });
       if ((answer[2]! << 8 | answer[3]!) & Flags.TC && state.tcp) {
         answer = await state.tcp.exchange(wire, { signal }); // RFC 7766: retry over TCP, same source
@@ -394,11 +397,25 @@ export class PvdUpstreams {
   /** Closes every transport and stops the probes; queries in flight fail. */
   async close(): Promise<void> {
     this.#closing.abort();
+    for (const abortAll of [...this.#running]) abortAll(this.#closing.signal.reason);
+    this.#timeouts.close();
     for (const s of this.#servers) {
       await s.transport.close();
       await s.tcp?.close();
     }
   }
+}
+
+/** Random query IDs, drawn from the system's CSPRNG 256 at a time (one op call per 256 queries). */
+const ids = new Uint16Array(256);
+let idsLeft = 0;
+
+function randomId(): number {
+  if (idsLeft === 0) {
+    crypto.getRandomValues(ids);
+    idsLeft = ids.length;
+  }
+  return ids[--idsLeft]!;
 }
 
 /** The abort reason of a try or query that ran out of time. */
