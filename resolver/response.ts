@@ -64,12 +64,22 @@ export function indexResponse(wire: Uint8Array, now: number, cache: TtlRules): S
       ? (msg.optStart >= 0 ? msg.optStart : wire.length)
       : msg.records[firstDropped]!.start;
     stored = wire.slice(0, cut);
-    const kept = msg.records.slice(0, firstDropped < 0 ? msg.records.length : firstDropped);
-    const sv = new DataView(stored.buffer);
-    sv.setUint16(6, kept.filter((r) => r.section === "answer").length);
-    sv.setUint16(8, kept.filter((r) => r.section === "authority").length);
-    sv.setUint16(10, kept.filter((r) => r.section === "additional").length);
-    msg = { ...msg, records: kept, optStart: -1 };
+    const keptCount = firstDropped < 0 ? msg.records.length : firstDropped;
+    let an = 0, ns = 0;
+    for (let i = 0; i < keptCount; i++) {
+      const section = msg.records[i]!.section;
+      if (section === "answer") an++;
+      else if (section === "authority") ns++;
+    }
+    stored[6] = an >> 8;
+    stored[7] = an & 0xff;
+    stored[8] = ns >> 8;
+    stored[9] = ns & 0xff;
+    stored[10] = (keptCount - an - ns) >> 8;
+    stored[11] = (keptCount - an - ns) & 0xff;
+    if (keptCount < msg.records.length) {
+      msg = { ...msg, records: msg.records.slice(0, keptCount), optStart: -1 };
+    }
   } else {
     stored = rebuildResponse(wire, msg, keep);
     msg = walkResponse(stored) as WalkedResponse;
@@ -78,40 +88,38 @@ export function indexResponse(wire: Uint8Array, now: number, cache: TtlRules): S
   const dv = new DataView(stored.buffer);
   const rcode = dv.getUint16(2) & 0xf;
   const an = dv.getUint16(6);
-  const ttlOffsets: number[] = [];
-  const raw: number[] = [];
+  const ttlOffsets: number[] = new Array(msg.records.length);
   let soaTtl = -1;
-  for (const r of msg.records) {
-    const ttl = dv.getUint32(r.typeAt + 4);
-    ttlOffsets.push(r.typeAt + 4);
-    raw.push(ttl);
+  for (let i = 0; i < msg.records.length; i++) {
+    const r = msg.records[i]!;
+    ttlOffsets[i] = r.typeAt + 4;
     if (r.type === Type.SOA && r.section === "authority" && r.rdEnd - r.rdStart >= 22) {
       // RFC 2308 §5: the negative TTL is min(SOA TTL, SOA MINIMUM).
-      soaTtl = Math.min(ttl, dv.getUint32(r.rdEnd - 4));
+      soaTtl = Math.min(dv.getUint32(r.typeAt + 4), dv.getUint32(r.rdEnd - 4));
     }
   }
 
   let kind: StoredResponse["kind"];
   let ttl: number;
-  let ttls: number[];
-  if (rcode === Rcode.SERVFAIL) {
-    kind = "servfail";
-    ttl = cache.servfailTtl;
-    ttls = raw.map(() => 0);
-  } else if (rcode === Rcode.NXDOMAIN || (rcode === Rcode.NOERROR && an === 0)) {
+  // Each record's TTL as stored: clamped for a positive answer, capped by the negative TTL for a
+  // negative one, 0 otherwise (never cached as such).
+  if (rcode === Rcode.SERVFAIL || (rcode !== Rcode.NOERROR && rcode !== Rcode.NXDOMAIN)) {
+    kind = rcode === Rcode.SERVFAIL ? "servfail" : "other";
+    ttl = rcode === Rcode.SERVFAIL ? cache.servfailTtl : 0;
+    for (const o of ttlOffsets) dv.setUint32(o, 0);
+  } else if (rcode === Rcode.NXDOMAIN || an === 0) {
     kind = "negative";
     ttl = soaTtl < 0 ? 0 : Math.min(soaTtl, cache.negativeMaxTtl);
-    ttls = raw.map((t) => Math.min(t, ttl));
-  } else if (rcode === Rcode.NOERROR) {
-    kind = "positive";
-    ttls = raw.map((t) => Math.min(Math.max(t, cache.minTtl), cache.maxTtl));
-    ttl = ttls.length ? Math.min(...ttls) : 0;
+    for (const o of ttlOffsets) dv.setUint32(o, Math.min(dv.getUint32(o), ttl));
   } else {
-    kind = "other";
-    ttl = 0;
-    ttls = raw.map(() => 0);
+    kind = "positive";
+    ttl = ttlOffsets.length ? Infinity : 0;
+    for (const o of ttlOffsets) {
+      const t = Math.min(Math.max(dv.getUint32(o), cache.minTtl), cache.maxTtl);
+      dv.setUint32(o, t);
+      if (t < ttl) ttl = t;
+    }
   }
-  for (let i = 0; i < ttlOffsets.length; i++) dv.setUint32(ttlOffsets[i]!, ttls[i]!);
   return { wire: stored, ttlOffsets, rcode, storedAt: now, ttl, kind };
 }
 

@@ -80,13 +80,20 @@ export function readName(wire: Uint8Array, off: number, out?: number[]): ReadNam
   let limit = off;
   let pos = off;
   let total = 1;
-  let key = "";
+  // The key's characters go into one scratch array and become one string at the end: building
+  // it a character at a time made most of an upstream answer's garbage (issue 7).
+  let n = 0;
+  let odd = false;
   for (;;) {
     if (pos >= wire.length) return null;
     const len = wire[pos]!;
     if (len === 0) {
       out?.push(0);
-      return { end: end < 0 ? pos + 1 : end, key: key === "" ? "." : key };
+      const key = n === 0 ? "." : odd ? escapedKey(n) : String.fromCharCode.apply(
+        null,
+        KEY.subarray(0, n) as unknown as number[],
+      );
+      return { end: end < 0 ? pos + 1 : end, key };
     }
     if ((len & 0xc0) === 0xc0) {
       if (pos + 1 >= wire.length) return null;
@@ -104,13 +111,30 @@ export function readName(wire: Uint8Array, off: number, out?: number[]): ReadNam
     for (let i = pos + 1; i <= pos + len; i++) {
       let c = wire[i]!;
       if (c >= 0x41 && c <= 0x5a) c += 0x20;
-      key += c > 0x20 && c < 0x7f && c !== 0x2e && c !== 0x5c
-        ? String.fromCharCode(c)
-        : "\\" + String(c).padStart(3, "0");
+      if (c <= 0x20 || c >= 0x7f || c === 0x2e || c === 0x5c) {
+        odd = true;
+        KEY[n++] = 0x100 + c; // escaped as \DDD by escapedKey()
+      } else KEY[n++] = c;
     }
-    key += ".";
+    KEY[n++] = 0x2e;
     pos += len + 1;
   }
+}
+
+/**
+ * Scratch for a name's key: one character per label byte (0x100 + the byte for one that is
+ * escaped in a key), 0x2e after each label. 255 octets of name make fewer than 512 entries.
+ */
+const KEY = new Uint16Array(512);
+
+/** The key in `KEY[0..n)`, with `\DDD` for the bytes that are not plain characters. */
+function escapedKey(n: number): string {
+  let key = "";
+  for (let i = 0; i < n; i++) {
+    const c = KEY[i]!;
+    key += c < 0x100 ? String.fromCharCode(c) : "\\" + String(c - 0x100).padStart(3, "0");
+  }
+  return key;
 }
 
 /**
@@ -151,7 +175,9 @@ export function walkResponse(wire: Uint8Array): WalkedResponse | string {
   let optStart = -1;
   for (let i = 0; i < an + ns + ar; i++) {
     const start = off;
-    const owner = readName(wire, off);
+    // Most owners are a pointer to the question's name: its key is known, nothing to read.
+    const toQuestion = wire[off] === 0xc0 && wire[off + 1] === 12;
+    const owner = toQuestion ? { end: off + 2, key: q.key } : readName(wire, off);
     if (!owner) return "bad owner name";
     const typeAt = owner.end;
     if (typeAt + 10 > wire.length) return "bad record";
@@ -232,6 +258,15 @@ export const MAX_CHAIN = 64;
  */
 export function relevantRecords(wire: Uint8Array, msg: WalkedResponse): boolean[] {
   const { records, qtype } = msg;
+  // The common answer: records of the question's own name, in the answer section, none of which
+  // leads elsewhere (a CNAME or DNAME would). All kept, without building the chain.
+  let simple = true;
+  for (let i = 0; i < records.length && simple; i++) {
+    const r = records[i]!;
+    simple = r.section === "answer" && r.owner === msg.qname && r.type !== Type.CNAME &&
+      r.type !== DNAME;
+  }
+  if (simple) return new Array<boolean>(records.length).fill(true);
   // A name has at most one CNAME and one DNAME (RFC 2181 §10.1, RFC 6672): the first
   // one counts, so that a thousand copies cost nothing more.
   const cnames = new Map<string, WireRecord>();

@@ -292,55 +292,64 @@ export function writeOpt(out: Uint8Array, off: number, dnssecOk: boolean, extRco
 
 /** Encodes a presentation-form name (trailing dot, `\DDD` escapes) as an uncompressed wire name. */
 export function encodeName(name: string): Uint8Array {
-  const bytes: number[] = [];
-  if (name !== ".") {
-    for (const label of splitLabels(name)) {
-      bytes.push(label.length, ...label);
-    }
-  }
-  bytes.push(0);
-  return new Uint8Array(bytes);
+  return NAME_OUT.slice(0, writeName(name));
 }
 
-function splitLabels(name: string): number[][] {
-  const labels: number[][] = [];
-  let cur: number[] = [];
-  for (let i = 0; i < name.length; i++) {
-    const c = name.charCodeAt(i);
-    if (c === 0x5c) {
-      const d = name.slice(i + 1, i + 4);
-      if (/^\d{3}$/.test(d)) {
-        cur.push(Number(d));
-        i += 3;
+/** Scratch for {@linkcode writeName}: a name longer than 255 octets is the caller's error. */
+const NAME_OUT = new Uint8Array(1024);
+
+/**
+ * Writes `name` in wire form into `NAME_OUT` and returns its length: no array per label, no
+ * array per name (an upstream query is built for every cache miss).
+ */
+function writeName(name: string): number {
+  let n = 0;
+  if (name !== "." && name !== "") {
+    let lengthAt = n++;
+    for (let i = 0; i < name.length && n < NAME_OUT.length - 2; i++) {
+      const c = name.charCodeAt(i);
+      if (c === 0x5c) {
+        const d = name.slice(i + 1, i + 4);
+        if (/^\d{3}$/.test(d)) {
+          NAME_OUT[n++] = Number(d);
+          i += 3;
+        } else {
+          NAME_OUT[n++] = name.charCodeAt(++i);
+        }
+      } else if (c === 0x2e) {
+        NAME_OUT[lengthAt] = n - lengthAt - 1;
+        lengthAt = n++;
       } else {
-        cur.push(name.charCodeAt(++i));
+        NAME_OUT[n++] = c;
       }
-    } else if (c === 0x2e) {
-      labels.push(cur);
-      cur = [];
-    } else {
-      cur.push(c);
     }
+    if (n - lengthAt - 1 > 0) NAME_OUT[lengthAt] = n - lengthAt - 1;
+    else n--; // the name ended with a dot: that label slot is the root's
   }
-  if (cur.length) labels.push(cur);
-  return labels;
+  NAME_OUT[n++] = 0;
+  return n;
 }
 
 /** Builds an upstream query: fresh ID, RD, the client's CD and DO, our EDNS buffer size. */
 export function buildUpstreamQuery(
   o: { id: number; qname: string; qtype: number; qclass: number; do: boolean; cd: boolean },
 ): Uint8Array {
-  const name = encodeName(o.qname);
-  const out = new Uint8Array(12 + name.length + 4 + 11);
-  const dv = view(out);
-  dv.setUint16(0, o.id);
-  dv.setUint16(2, Flags.RD | (o.cd ? Flags.CD : 0));
-  dv.setUint16(4, 1);
-  dv.setUint16(10, 1);
-  out.set(name, 12);
-  dv.setUint16(12 + name.length, o.qtype);
-  dv.setUint16(14 + name.length, o.qclass);
-  writeOpt(out, 16 + name.length, o.do);
+  const nameLength = writeName(o.qname);
+  const out = new Uint8Array(12 + nameLength + 4 + 11);
+  const flags = Flags.RD | (o.cd ? Flags.CD : 0);
+  out[0] = o.id >> 8;
+  out[1] = o.id & 0xff;
+  out[2] = flags >> 8;
+  out[3] = flags & 0xff;
+  out[5] = 1; // one question
+  out[11] = 1; // one additional record: the OPT
+  for (let i = 0; i < nameLength; i++) out[12 + i] = NAME_OUT[i]!;
+  const at = 12 + nameLength;
+  out[at] = o.qtype >> 8;
+  out[at + 1] = o.qtype & 0xff;
+  out[at + 2] = o.qclass >> 8;
+  out[at + 3] = o.qclass & 0xff;
+  writeOpt(out, at + 4, o.do);
   return out;
 }
 
