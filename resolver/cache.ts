@@ -8,6 +8,12 @@
 
 import { LRUCache } from "lru-cache";
 import type { StoredResponse } from "./response.ts";
+import { type SlabChunk, WireSlab } from "./wire_slab.ts";
+
+/** A cached answer: its bytes live in the cache's slab (`chunk`), not in a buffer of their own. */
+interface CachedResponse extends StoredResponse {
+  readonly chunk: SlabChunk | undefined;
+}
 
 /**
  * The key of one cached question inside a PvD: lower-case name, type, class, DO and CD bits.
@@ -105,13 +111,17 @@ export interface PvdCacheOptions {
 
 /** One PvD's cache of wire-form responses, bounded in entries, expiring by TTL. */
 export class PvdCache {
-  #lru: LRUCache<string, StoredResponse>;
+  #lru: LRUCache<string, CachedResponse>;
+  #slab = new WireSlab();
   #budget: CacheBudget | undefined;
   #staleMs: number;
 
   /** Creates an empty cache. */
   constructor(options: PvdCacheOptions) {
-    this.#lru = new LRUCache({ max: options.maxEntries });
+    this.#lru = new LRUCache<string, CachedResponse>({
+      max: options.maxEntries,
+      dispose: (entry) => this.#slab.release(entry.chunk),
+    });
     this.#budget = options.budget;
     this.#staleMs = options.staleMs ?? 0;
   }
@@ -125,7 +135,21 @@ export class PvdCache {
       if (now >= expiryOf(hit) + this.#staleMs) this.#lru.delete(key);
       return undefined;
     }
+    if (this.#slab.sparse(hit.chunk)) return this.#move(key, hit);
     return hit;
+  }
+
+  /** The entry with its bytes copied to the current chunk, so that its old chunk can go. */
+  #move(key: string, entry: CachedResponse): CachedResponse {
+    const { wire, chunk } = this.#slab.copy(entry.wire);
+    const moved = { ...entry, wire, chunk };
+    this.#lru.set(key, moved, NO_OPTIONS); // releases the old entry's place
+    return moved;
+  }
+
+  /** Chunks the cache's slab has made so far (for tests). */
+  get chunksMade(): number {
+    return this.#slab.chunksMade;
   }
 
   /**
@@ -142,7 +166,8 @@ export class PvdCache {
   set(key: string, response: StoredResponse): void {
     if (response.ttl <= 0) return;
     if (this.#budget && !this.#lru.has(key)) this.#budget.makeRoom();
-    this.#lru.set(key, response);
+    const { wire, chunk } = this.#slab.copy(response.wire);
+    this.#lru.set(key, { ...response, wire, chunk });
   }
 
   /** Drops the least recently used entry (the shared budget is full). */
@@ -152,6 +177,7 @@ export class PvdCache {
   /** Drops every entry. */
   clear(): void {
     this.#lru.clear();
+    this.#slab.reset();
   }
 
   /** Number of entries held (some may have expired and not yet been dropped). */

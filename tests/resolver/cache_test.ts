@@ -66,3 +66,40 @@ Deno.test("PvdCache stale window: expired entries kept only while they may be se
   assert.equal(stale.get("a", 70_000), undefined);
   assert.equal(stale.size, 1, "and dropped on the next lookup");
 });
+
+function answer(n: number, length = 90): StoredResponse {
+  const wire = new Uint8Array(length).map((_, i) => (n * 7 + i) & 0xff);
+  return { wire, ttlOffsets: [], rcode: 0, storedAt: 0, ttl: 60, kind: "positive" };
+}
+
+Deno.test("PvdCache keeps answers' bytes in shared chunks, and moves the survivors of a chunk mostly emptied", () => {
+  const cache = new PvdCache({ maxEntries: 2000 });
+  for (let i = 0; i < 1000; i++) cache.set(`n${i}`, answer(i));
+  // 96 bytes a slot, 16 KiB a chunk: 171 answers a chunk, not an ArrayBuffer each.
+  assert.equal(cache.chunksMade, Math.ceil(1000 / Math.floor(16384 / 96)));
+  for (let i = 0; i < 1000; i++) {
+    assert.deepEqual(cache.get(`n${i}`, 0)?.wire, answer(i).wire, `n${i} intact`);
+  }
+  const before = cache.chunksMade;
+  const first = cache.get("n0", 0)!.wire.buffer;
+  const middle = cache.get("n500", 0)!.wire.buffer;
+  // Replace all but every tenth of the first chunk's answers: the chunk is then 10% used.
+  for (let i = 0; i < 171; i++) if (i % 10 !== 0) cache.set(`n${i}`, answer(i + 5000));
+  const afterReplace = cache.chunksMade;
+  for (let i = 0; i < 171; i += 10) {
+    assert.deepEqual(cache.get(`n${i}`, 0)?.wire, answer(i).wire, `n${i} read (and moved) intact`);
+  }
+  assert.notEqual(cache.get("n0", 0)!.wire.buffer, first, "n0 left its emptied chunk");
+  assert.equal(cache.get("n500", 0)!.wire.buffer, middle, "a full chunk's entries stay");
+  // Read again: already moved, nothing more to copy.
+  for (let i = 0; i < 171; i += 10) cache.get(`n${i}`, 0);
+  assert.equal(cache.chunksMade, afterReplace, "18 small answers fit the current chunk");
+  assert.ok(afterReplace > before, "the replacements went to a new chunk");
+  for (let i = 0; i < 171; i++) {
+    const want = i % 10 === 0 ? answer(i) : answer(i + 5000);
+    assert.deepEqual(cache.get(`n${i}`, 0)?.wire, want.wire);
+  }
+  // A big answer gets a buffer of its own, and stays whole.
+  cache.set("big", answer(1, 3000));
+  assert.deepEqual(cache.get("big", 0)?.wire, answer(1, 3000).wire);
+});
