@@ -138,7 +138,8 @@ function receiveBufferOf(l: Libc, fd: number): number {
  * The descriptor of the UDP socket bound to exactly `want` (family, port, address), found by
  * asking each open descriptor for its bound address: Deno does not tell a socket's descriptor.
  * Only one socket can be bound there (the listener's: pvdns binds without SO_REUSEADDR).
- * Descriptors are handed out lowest first, so the scan ends soon.
+ * Descriptors are handed out lowest first, so the scan ends soon (a full scan of 65,536 takes
+ * ~20 ms, and only happens if the socket is not found).
  */
 function descriptorOf(l: Libc, want: Uint8Array): number {
   const name = new Uint8Array(NAME);
@@ -146,13 +147,10 @@ function descriptorOf(l: Libc, want: Uint8Array): number {
   const type = new Int32Array(1);
   const typeLen = new Uint32Array(1);
   const [from, to] = want.length === 16 ? [4, 8] : [8, 24];
-  for (let fd = 0, misses = 0; fd < 65536 && misses < 1024; fd++) {
+  const lenBytes = new Uint8Array(len.buffer);
+  for (let fd = 0; fd < 65536; fd++) {
     len[0] = NAME;
-    if (l.getsockname(fd, name, new Uint8Array(len.buffer)) !== 0) {
-      misses++;
-      continue;
-    }
-    misses = 0;
+    if (l.getsockname(fd, name, lenBytes) !== 0) continue; // not open, or not a socket
     if (len[0] !== want.length) continue;
     let same = true;
     for (let i = 0; i < to && same; i++) {

@@ -60,6 +60,29 @@ for (const impl of ["mmsg", "deno"] as const) {
         const r = await dig({ server: "::1", port: v6port, name: "localhost", type: "AAAA" });
         assert.deepEqual(r.answers.map((a) => a.data), ["::1"]);
       });
+      await t.step("IPv6 clients in a burst (read in batches, answered to each)", async () => {
+        const sock = Deno.listenDatagram({ hostname: "::1", port: 0, transport: "udp" });
+        try {
+          const to = { hostname: "::1", port: v6port, transport: "udp" as const };
+          for (let i = 0; i < 100; i++) await sock.send(buildQuery(i, "localhost", 28), to);
+          const got = new Set<number>();
+          const buf = new Uint8Array(512);
+          const deadline = setTimeout(() => sock.close(), 5000);
+          try {
+            while (got.size < 100) {
+              const [reply] = await sock.receive(buf);
+              got.add(reply[0]! << 8 | reply[1]!);
+            }
+          } finally {
+            clearTimeout(deadline);
+          }
+          assert.equal(got.size, 100);
+        } finally {
+          try {
+            sock.close();
+          } catch { /* closed by the deadline */ }
+        }
+      });
       await t.step("garbage is dropped and the next query answered", async () => {
         const none = await sendRawUdp({
           server: listen,
