@@ -16,7 +16,8 @@
  * - **Strict encrypted**: a PvD whose servers are all `tls://` or `https://` has no Do53
  *   transport at all, so nothing it asks can go out on port 53 in clear.
  * - **DoH by host name**: `https://HOST/PATH` is looked up through this PvD's own Do53 servers
- *   only; the addresses learned are the only ones that server's transport may connect to.
+ *   only (`upstream_hosts.ts`); the addresses learned are the only ones that server's transport
+ *   may connect to.
  *
  * @module
  */
@@ -37,7 +38,8 @@ import {
   UpstreamFailure,
   type UpstreamQuestion,
 } from "./upstream_types.ts";
-import { answerAddresses, buildUpstreamQuery, Flags, Rcode, Type } from "./wire.ts";
+import { UpstreamHostLookups } from "./upstream_hosts.ts";
+import { buildUpstreamQuery, Flags, Rcode, Type } from "./wire.ts";
 
 export * from "./upstream_types.ts";
 
@@ -62,7 +64,6 @@ type Outcome =
   | { readonly ok: false; readonly reason: AttemptReason | "cancelled" };
 
 const MAX_PROBE_MS = 30_000;
-const MIN_HOST_TTL_S = 5;
 
 /** The servers of one PvD, each bound to one of the PvD's source addresses. */
 export class PvdUpstreams {
@@ -80,8 +81,7 @@ export class PvdUpstreams {
   #running = new Set<(reason: unknown) => void>();
   /** Every try's timeout (they are all `upstream.timeoutMs` long: one timer for all). */
   #timeouts: TryTimeouts;
-  #hosts = new Map<string, { addresses: string[]; expires: number }>();
-  #lookups = new Map<string, Promise<string[]>>();
+  #hostLookups: UpstreamHostLookups;
 
   /** Creates transports for every server of `pvd` (no socket is opened yet). */
   constructor(pvd: PvdConfig, options: PvdUpstreamsOptions) {
@@ -91,6 +91,17 @@ export class PvdUpstreams {
     this.#maxFails = options.upstream.maxFails ?? 3;
     this.#parallel = Math.max(1, pvd.parallel ?? 1);
     this.#timeouts = new TryTimeouts(options.upstream.timeoutMs);
+    // A DoH server's host is looked up through this PvD's own Do53 servers only.
+    this.#hostLookups = new UpstreamHostLookups({
+      pvd: pvd.id,
+      guard: options.guard,
+      now: this.#now,
+      ask: (q) =>
+        this.#run(
+          this.#servers.filter((s) => s.server.protocol === "udp" || s.server.protocol === "tcp"),
+          q,
+        ),
+    });
     this.strictEncrypted = encryptionMode(pvd) === "strict";
     const encrypted = pvd.servers.some((s) => s.protocol === "tls" || s.protocol === "https");
     const ca = encrypted ? readCaFiles([pvd.caFile, options.caFile]) : [];
@@ -104,7 +115,8 @@ export class PvdUpstreams {
       const common = { pvd: pvd.id, server, source, guard: options.guard, ca };
       const transport = make({
         ...common,
-        resolve: (host: string, signal: AbortSignal) => this.#resolveHost(server, host, signal),
+        resolve: (host: string, signal: AbortSignal) =>
+          this.#hostLookups.resolve(server, host, signal),
       });
       // A plain server is asked over UDP, and again over TCP from the same source address when
       // the answer is truncated. No other wire ever falls back to Do53.
@@ -363,37 +375,6 @@ export class PvdUpstreams {
     }
   }
 
-  /**
-   * Looks up the host of an `https://HOST/PATH` server through this PvD's own Do53 servers only
-   * (A or AAAA by the server's family); answers are kept for their TTL (at least 5 s).
-   */
-  #resolveHost(server: ServerConfig, host: string, signal: AbortSignal): Promise<string[]> {
-    const key = `${host}|${server.family ?? 4}`;
-    const cached = this.#hosts.get(key);
-    if (cached && cached.expires > this.#now()) return Promise.resolve(cached.addresses);
-    let pending = this.#lookups.get(key);
-    if (!pending) {
-      const do53 = this.#servers.filter((s) =>
-        s.server.protocol === "udp" || s.server.protocol === "tcp"
-      );
-      const qtype = server.family === 6 ? Type.AAAA : Type.A;
-      pending = this.#run(do53, { qname: `${host}.`, qtype, qclass: 1, do: false, cd: false })
-        .then((response) => {
-          const addresses = answerAddresses(response.wire, qtype);
-          const ttl = Math.max(response.ttl, MIN_HOST_TTL_S);
-          if (addresses.length) {
-            this.#hosts.set(key, { addresses, expires: this.#now() + ttl * 1000 });
-            // The one leak guard learns them: only this PvD may now connect there.
-            for (const a of addresses) this.#options.guard.learn(this.pvd, a, server.port);
-          }
-          return addresses;
-        })
-        .finally(() => this.#lookups.delete(key));
-      this.#lookups.set(key, pending);
-    }
-    return abortable(pending, signal);
-  }
-
   /** Closes every transport and stops the probes; queries in flight fail. */
   async close(): Promise<void> {
     this.#closing.abort();
@@ -421,16 +402,6 @@ function randomId(): number {
 /** The abort reason of a try or query that ran out of time. */
 function timeoutError(): DOMException {
   return new DOMException("The upstream query timed out", "TimeoutError");
-}
-
-/** Resolves like `promise`, or rejects when `signal` aborts first. */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
 }
 
 /** Every upstream slot is taken (`limits.maxUpstreamQueries`). */
