@@ -150,7 +150,8 @@ const view = (buf: Uint8Array) => new DataView(buf.buffer, buf.byteOffset, buf.b
 /**
  * Reads and validates a query (RFC 1035 header and question, RFC 6891 OPT).
  *
- * Header unreadable or QR set → drop. Opcode other than QUERY → NOTIMP. Not exactly one
+ * Header unreadable or QR set → drop. Opcode other than QUERY → NOTIMP (with an OPT when the
+ * query had one, RFC 6891 §7). Not exactly one
  * question, a malformed name or record, two OPT records → FORMERR. Class other than IN, zone
  * transfers → REFUSED. EDNS version above 0 → BADVERS.
  */
@@ -168,7 +169,10 @@ export function parseQuery(raw: Uint8Array): QueryParse {
   const questionEnd = name ? name.end + 4 : -1;
   const hasQuestion = name !== null && questionEnd <= raw.length && qdcount === 1;
   const question = () => hasQuestion ? raw.subarray(12, questionEnd) : undefined;
-  if (opcode !== 0) return failure(id, flags, question(), Rcode.NOTIMP);
+  // Another opcode is NOTIMP whatever follows; its OPT is echoed when it has a readable one.
+  const notImplemented = (e?: { do: boolean }) =>
+    failure(id, flags, question(), Rcode.NOTIMP, opcode !== 0 ? e : undefined);
+  if (opcode !== 0 && !hasQuestion) return notImplemented();
   if (!hasQuestion) return failure(id, flags, question(), Rcode.FORMERR);
   const qtype = u16(questionEnd - 4);
   const qclass = u16(questionEnd - 2);
@@ -181,14 +185,16 @@ export function parseQuery(raw: Uint8Array): QueryParse {
   for (let i = 0; i < rest + arcount; i++) {
     const nameEnd = skipName(raw, off);
     if (nameEnd < 0 || nameEnd + 10 > raw.length) {
-      return failure(id, flags, question(), Rcode.FORMERR);
+      return opcode !== 0 ? notImplemented() : failure(id, flags, question(), Rcode.FORMERR);
     }
     const type = u16(nameEnd);
     const rdEnd = nameEnd + 10 + u16(nameEnd + 8);
-    if (rdEnd > raw.length) return failure(id, flags, question(), Rcode.FORMERR);
+    if (rdEnd > raw.length) {
+      return opcode !== 0 ? notImplemented() : failure(id, flags, question(), Rcode.FORMERR);
+    }
     if (type === Type.OPT) {
       if (i < rest || edns || nameEnd !== off + 1 || raw[off] !== 0) {
-        return failure(id, flags, question(), Rcode.FORMERR);
+        return opcode !== 0 ? notImplemented() : failure(id, flags, question(), Rcode.FORMERR);
       }
       edns = {
         udpSize: Math.min(Math.max(512, u16(nameEnd + 2)), MAX_UDP_REPLY),
@@ -198,6 +204,7 @@ export function parseQuery(raw: Uint8Array): QueryParse {
     }
     off = rdEnd;
   }
+  if (opcode !== 0) return notImplemented(edns);
   const query: Query = {
     raw,
     id,
@@ -222,8 +229,14 @@ export function parseQuery(raw: Uint8Array): QueryParse {
 const DROP_SHORT = Object.freeze({ kind: "drop", reason: "short header" } as const);
 const DROP_RESPONSE = Object.freeze({ kind: "drop", reason: "response, not a query" } as const);
 
-function failure(id: number, flags: number, question: Uint8Array | undefined, rcode: number) {
-  return { kind: "error" as const, rcode, reply: buildReply({ id, flags, question, rcode }) };
+function failure(
+  id: number,
+  flags: number,
+  question: Uint8Array | undefined,
+  rcode: number,
+  edns?: { do: boolean },
+) {
+  return { kind: "error" as const, rcode, reply: buildReply({ id, flags, question, rcode, edns }) };
 }
 
 /** Options of {@linkcode buildReply}. */

@@ -204,3 +204,33 @@ Deno.test("encodeName() handles the root and escaped bytes", () => {
   assert.deepEqual([...encodeName(".")], [0]);
   assert.deepEqual([...encodeName("a\\046b.c.")], [3, 97, 46, 98, 1, 99, 0]);
 });
+
+Deno.test("parseQuery(): NOTIMP for another opcode carries an OPT when the query had one (RFC 6891 §7)", () => {
+  const withOpt = q("example.org", "A", {
+    additionals: [{ type: "OPT", name: ".", udpPayloadSize: 1232, flags: 0x8000 } as packet.Answer],
+  });
+  const status = (raw: Uint8Array) => raw.map((b, i) => (i === 2 ? (b & 0x87) | (2 << 3) : b)); // opcode STATUS
+  for (
+    const [what, raw, opt] of [
+      ["with an OPT", status(withOpt), true],
+      ["without", status(q("example.org", "A")), false],
+      [
+        "with two OPTs (malformed)",
+        status(q("example.org", "A", {
+          additionals: [{ type: "OPT", name: "." }, { type: "OPT", name: "." }] as packet.Answer[],
+        })),
+        false,
+      ],
+    ] as const
+  ) {
+    const r = parseQuery(raw);
+    assert.equal(r.kind, "error", what);
+    if (r.kind !== "error") continue;
+    assert.equal(r.rcode, Rcode.NOTIMP, what);
+    const reply = packet.decode(Buffer.from(r.reply));
+    const opts = (reply.additionals ?? []).filter((a) => a.type === "OPT");
+    assert.equal(opts.length, opt ? 1 : 0, what);
+    if (opt) assert.equal((opts[0] as { flags?: number }).flags! & 0x8000, 0x8000, "DO echoed");
+    assert.equal(reply.questions?.[0]?.name, "example.org", what);
+  }
+});
