@@ -110,6 +110,60 @@ export function tcpBlackHole(address: string, port: number): TcpBlackHole {
   };
 }
 
+/** A UDP upstream that answers every query after a delay of its choosing. */
+export interface DelayedUdpUpstream {
+  /** Question names asked, in order (as dns-packet writes them: no trailing dot). */
+  readonly names: readonly string[];
+  /** The source port of each query, in order. */
+  readonly ports: readonly number[];
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a UDP upstream on `address:53` that answers A `answer` to each query after
+ * `delayMs(name)` ms (0: at once), and records every name asked and the port it came from.
+ */
+export function delayedUdpUpstream(
+  address: string,
+  delayMs: (name: string) => number,
+  answer = "192.0.2.1",
+): DelayedUdpUpstream {
+  const sock = Deno.listenDatagram({ hostname: address, port: 53, transport: "udp" });
+  const names: string[] = [];
+  const ports: number[] = [];
+  const timers = new Set<ReturnType<typeof setTimeout>>();
+  const loop = (async () => {
+    try {
+      for (;;) {
+        const [data, from] = await sock.receive();
+        const name = packet.decode(Buffer.from(data)).questions?.[0]?.name ?? "";
+        names.push(name);
+        ports.push((from as Deno.NetAddr).port);
+        const send = () => sock.send(answerA(data, answer), from).catch(() => {});
+        const delay = delayMs(name);
+        if (delay <= 0) {
+          send();
+          continue;
+        }
+        const timer = setTimeout(() => {
+          timers.delete(timer);
+          send();
+        }, delay);
+        timers.add(timer);
+      }
+    } catch { /* closed */ }
+  })();
+  return {
+    names,
+    ports,
+    async close() {
+      for (const t of timers) clearTimeout(t);
+      sock.close();
+      await loop;
+    },
+  };
+}
+
 /** A DNS answer for `query`: one A record per question, `192.0.2.N` with N from the name. */
 export function answerA(query: Uint8Array, address = "192.0.2.1"): Uint8Array {
   const q = packet.decode(Buffer.from(query));

@@ -21,39 +21,10 @@ import { Buffer } from "node:buffer";
 import * as packet from "dns-packet";
 import { dig } from "../_support/dig.ts";
 import { startDnsmasq } from "../_support/dnsmasq.ts";
-import { answerA, udpBlackHole } from "../_support/fake_servers.ts";
+import { delayedUdpUpstream, udpBlackHole } from "../_support/fake_servers.ts";
 import { loopbackAddress } from "../_support/loopback.ts";
 import { startPvdns } from "../_support/pvdns_process.ts";
 import { buildQuery } from "../_support/wire.ts";
-
-/** A UDP upstream that answers A 192.0.2.7 after `delayMs(name)` and logs every name asked. */
-function slowUpstream(address: string, delayMs: (name: string) => number) {
-  const sock = Deno.listenDatagram({ hostname: address, port: 53, transport: "udp" });
-  const names: string[] = [];
-  const timers = new Set<ReturnType<typeof setTimeout>>();
-  const loop = (async () => {
-    try {
-      for (;;) {
-        const [data, from] = await sock.receive();
-        const name = packet.decode(Buffer.from(data)).questions?.[0]?.name ?? "";
-        names.push(name);
-        const timer = setTimeout(() => {
-          timers.delete(timer);
-          sock.send(answerA(data, "192.0.2.7"), from).catch(() => {});
-        }, delayMs(name));
-        timers.add(timer);
-      }
-    } catch { /* closed */ }
-  })();
-  return {
-    names,
-    async close() {
-      for (const t of timers) clearTimeout(t);
-      sock.close();
-      await loop;
-    },
-  };
-}
 
 /** A UDP client socket that keeps every reply, by message ID. */
 function udpClient() {
@@ -147,7 +118,11 @@ const addressesOf = (reply: packet.Packet | null | undefined) =>
 for (const udpListener of ["deno", "mmsg"] as const) {
   Deno.test(`SIGTERM with ${udpListener} UDP listener: queries in flight are answered, new ones are not, exit 0`, async () => {
     const [up, src, listen] = [loopbackAddress(), loopbackAddress({ port: 0 }), loopbackAddress()];
-    const upstream = slowUpstream(up, (name) => name.startsWith("slow") ? 1000 : 0);
+    const upstream = delayedUdpUpstream(
+      up,
+      (name) => name.startsWith("slow") ? 1000 : 0,
+      "192.0.2.7",
+    );
     const client = udpClient();
     const pvdns = await startPvdns({
       config: {

@@ -3,44 +3,16 @@ import { LeakGuard } from "../../policy/leak_guard.ts";
 import { parseServer } from "../../resolver/config_schema.ts";
 import { buildUpstreamQuery } from "../../resolver/wire.ts";
 import { UdpTransport, type UdpTransportOptions } from "../../transports/udp.ts";
-import { answerA } from "../_support/fake_servers.ts";
+import { delayedUdpUpstream } from "../_support/fake_servers.ts";
 import { loopbackAddress } from "../_support/loopback.ts";
 import { socketsOf } from "../_support/sockets.ts";
 import { runTransportContract } from "./_contract.ts";
 
 runTransportContract({ name: "UdpTransport", protocol: "udp", create: (o) => new UdpTransport(o) });
 
-/**
- * A real UDP server that answers A queries with 192.0.2.1, records the source port of every
- * query, and holds back the answers to names starting with "late" for `lateMs`.
- */
+/** A real UDP server: answers at once, but holds back names starting with "la" for `lateMs`. */
 function recordingServer(address: string, lateMs = 0) {
-  const sock = Deno.listenDatagram({ hostname: address, port: 53, transport: "udp" });
-  const ports: number[] = [];
-  const timers = new Set<ReturnType<typeof setTimeout>>();
-  const loop = (async () => {
-    try {
-      for (;;) {
-        const [q, from] = await sock.receive();
-        ports.push((from as Deno.NetAddr).port);
-        const late = q[13] === 0x6c && q[14] === 0x61; // "la…"
-        const send = () => sock.send(answerA(q), from).catch(() => {});
-        if (!late) send();
-        else {
-          const t = setTimeout(() => (timers.delete(t), send()), lateMs);
-          timers.add(t);
-        }
-      }
-    } catch { /* closed */ }
-  })();
-  return {
-    ports,
-    async close() {
-      for (const t of timers) clearTimeout(t);
-      sock.close();
-      await loop;
-    },
-  };
+  return delayedUdpUpstream(address, (name) => name.startsWith("la") ? lateMs : 0);
 }
 
 function setup(options: Partial<UdpTransportOptions> = {}) {
