@@ -218,6 +218,7 @@ class PortSocket {
         w.resolve(data.slice()); // the buffer is read into again
       }
     } catch (e) {
+      this.#retired = true; // a socket that failed once takes no new query
       for (const [id, w] of this.#waiting) this.#fail(id, w.query, e);
     } finally {
       this.#reading = false;
