@@ -25,7 +25,7 @@
 import { LeakGuard } from "../policy/leak_guard.ts";
 import { parseServer } from "../resolver/config_schema.ts";
 import type { ServerConfig, ServerProtocol } from "../resolver/config_types.ts";
-import { buildUpstreamQuery } from "../resolver/wire.ts";
+import { buildUpstreamQuery } from "../resolver/upstream_wire.ts";
 import { createTransport } from "../transports/create.ts";
 import { loopbackAddress } from "../tests/_support/loopback.ts";
 import { startPvdns } from "../tests/_support/pvdns_process.ts";

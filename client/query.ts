@@ -8,7 +8,8 @@
  */
 
 import { decodeMessage, parseQueryName, parseQueryType } from "../resolver/dns_json.ts";
-import { buildUpstreamQuery, Rcode } from "../resolver/wire.ts";
+import { Rcode } from "../resolver/wire.ts";
+import { buildUpstreamQuery } from "../resolver/upstream_wire.ts";
 import type { PvdBackend } from "./backend.ts";
 import { ControlError, DnsError, type DnsErrorCode } from "./errors.ts";
 import type { DecodedAnswer } from "./records.ts";

@@ -8,7 +8,8 @@
 import ipaddr from "ipaddr.js";
 import type { LocalAnswerConfig } from "../resolver/config_types.ts";
 import { localResponse, type StoredResponse } from "../resolver/response.ts";
-import { encodeName, Flags, type Query, Rcode, Type } from "../resolver/wire.ts";
+import { Flags, type Query, Rcode, Type } from "../resolver/wire.ts";
+import { encodeName } from "../resolver/upstream_wire.ts";
 import type { Route } from "./router.ts";
 
 type LocalKind = Extract<Route, { kind: "local" }>["answer"];

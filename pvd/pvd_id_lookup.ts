@@ -13,7 +13,8 @@
 
 import { LeakGuard } from "../policy/leak_guard.ts";
 import type { ServerConfig } from "../resolver/config_types.ts";
-import { buildUpstreamQuery, skipName } from "../resolver/wire.ts";
+import { skipName } from "../resolver/wire.ts";
+import { buildUpstreamQuery } from "../resolver/upstream_wire.ts";
 import { UdpTransport } from "../transports/udp.ts";
 import { ipv6Text } from "./ra_wire.ts";
 

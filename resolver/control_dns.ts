@@ -11,7 +11,8 @@ import type { Stub } from "./stub.ts";
 import { parseQueryName, parseQueryType, toDnsJson } from "./dns_json.ts";
 import { normalizePvdId } from "./pvd_info.ts";
 import type { Answer } from "./pipeline.ts";
-import { buildUpstreamQuery, parseQuery } from "./wire.ts";
+import { parseQuery } from "./wire.ts";
+import { buildUpstreamQuery } from "./upstream_wire.ts";
 import { flag, json, problem } from "./http_problem.ts";
 
 const DNS_MESSAGE = "application/dns-message";

@@ -39,7 +39,8 @@ import {
   type UpstreamQuestion,
 } from "./upstream_types.ts";
 import { UpstreamHostLookups } from "./upstream_hosts.ts";
-import { buildUpstreamQuery, Flags, Rcode, Type } from "./wire.ts";
+import { Flags, Rcode, Type } from "./wire.ts";
+import { buildUpstreamQuery } from "./upstream_wire.ts";
 
 export * from "./upstream_types.ts";
 

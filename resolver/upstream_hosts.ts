@@ -11,7 +11,8 @@ import type { LeakGuard } from "../policy/leak_guard.ts";
 import type { ServerConfig } from "./config_types.ts";
 import type { StoredResponse } from "./response.ts";
 import type { UpstreamQuestion } from "./upstream_types.ts";
-import { answerAddresses, Type } from "./wire.ts";
+import { Type } from "./wire.ts";
+import { answerAddresses } from "./upstream_wire.ts";
 
 /** Answers for a server's host are kept at least this long, s. */
 const MIN_HOST_TTL_S = 5;

@@ -12,7 +12,8 @@
  */
 
 import type { Socket } from "node:net";
-import { answersQuery, tcpFrame } from "../resolver/wire.ts";
+import { tcpFrame } from "../resolver/wire.ts";
+import { answersQuery } from "../resolver/upstream_wire.ts";
 import type { ServerConfig } from "../resolver/config_types.ts";
 import {
   abortError,

@@ -22,7 +22,7 @@ import { Agent, buildConnector, request } from "undici";
 import type { Socket } from "node:net";
 import { LeakBlockedError } from "../policy/leak_guard.ts";
 import type { ServerConfig } from "../resolver/config_types.ts";
-import { answersQuery } from "../resolver/wire.ts";
+import { answersQuery } from "../resolver/upstream_wire.ts";
 import { trustAnchors } from "./_trust.ts";
 import {
   abortError,

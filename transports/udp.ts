@@ -15,7 +15,7 @@
  */
 
 import type { ServerConfig } from "../resolver/config_types.ts";
-import { answersQuery } from "../resolver/wire.ts";
+import { answersQuery } from "../resolver/upstream_wire.ts";
 import {
   abortError,
   type ExchangeOptions,

@@ -3,7 +3,7 @@ import { LeakBlockedError, LeakGuard } from "../../policy/leak_guard.ts";
 import { UdpTransport } from "../../transports/udp.ts";
 import { TcpTransport } from "../../transports/tcp.ts";
 import { loopbackAddress } from "../_support/loopback.ts";
-import { buildUpstreamQuery } from "../../resolver/wire.ts";
+import { buildUpstreamQuery } from "../../resolver/upstream_wire.ts";
 
 const server = (address: string) => ({
   text: address,

@@ -1,14 +1,8 @@
 import assert from "node:assert/strict";
 import * as packet from "dns-packet";
 import { Buffer } from "node:buffer";
-import {
-  answersQuery,
-  buildUpstreamQuery,
-  encodeName,
-  MAX_UDP_REPLY,
-  parseQuery,
-  Rcode,
-} from "../../resolver/wire.ts";
+import { MAX_UDP_REPLY, parseQuery, Rcode } from "../../resolver/wire.ts";
+import { answersQuery, buildUpstreamQuery, encodeName } from "../../resolver/upstream_wire.ts";
 
 function encode(p: packet.Packet): Uint8Array {
   return new Uint8Array(packet.encode(p));

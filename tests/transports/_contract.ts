@@ -22,7 +22,7 @@ import * as packet from "dns-packet";
 import { LeakBlockedError, LeakGuard } from "../../policy/leak_guard.ts";
 import { parseServer } from "../../resolver/config_schema.ts";
 import type { ServerConfig, ServerProtocol } from "../../resolver/config_types.ts";
-import { answersQuery, buildUpstreamQuery } from "../../resolver/wire.ts";
+import { answersQuery, buildUpstreamQuery } from "../../resolver/upstream_wire.ts";
 import type { CreateTransportOptions } from "../../transports/create.ts";
 import { type Transport, TransportError } from "../../transports/transport.ts";
 import { tcpBlackHole, udpBlackHole } from "../_support/fake_servers.ts";

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { LeakGuard } from "../../policy/leak_guard.ts";
 import { parseServer } from "../../resolver/config_schema.ts";
-import { answersQuery, buildUpstreamQuery } from "../../resolver/wire.ts";
+import { answersQuery, buildUpstreamQuery } from "../../resolver/upstream_wire.ts";
 import type { StreamLimits } from "../../transports/_stream.ts";
 import { TcpTransport } from "../../transports/tcp.ts";
 import { TlsTransport } from "../../transports/tls.ts";

@@ -10,7 +10,7 @@ import { LeakGuard } from "../../policy/leak_guard.ts";
 import type { PvdConfig } from "../../resolver/config_types.ts";
 import { parseServer } from "../../resolver/config_schema.ts";
 import { PvdUpstreams, UpstreamFailure } from "../../resolver/upstream.ts";
-import { buildUpstreamQuery } from "../../resolver/wire.ts";
+import { buildUpstreamQuery } from "../../resolver/upstream_wire.ts";
 import { createTransport } from "../../transports/create.ts";
 import { TransportError } from "../../transports/transport.ts";
 import { loopbackAddress } from "../_support/loopback.ts";

@@ -5,7 +5,7 @@ import { LeakGuard } from "../../policy/leak_guard.ts";
 import { parseServer } from "../../resolver/config_schema.ts";
 import type { PvdConfig } from "../../resolver/config_types.ts";
 import { PvdUpstreams } from "../../resolver/upstream.ts";
-import { buildUpstreamQuery } from "../../resolver/wire.ts";
+import { buildUpstreamQuery } from "../../resolver/upstream_wire.ts";
 import { HttpsTransport } from "../../transports/https.ts";
 import { TransportError } from "../../transports/transport.ts";
 import { startDnsmasq } from "../_support/dnsmasq.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { LeakGuard } from "../../policy/leak_guard.ts";
 import { parseServer } from "../../resolver/config_schema.ts";
-import { buildUpstreamQuery } from "../../resolver/wire.ts";
+import { buildUpstreamQuery } from "../../resolver/upstream_wire.ts";
 import { UdpTransport, type UdpTransportOptions } from "../../transports/udp.ts";
 import { delayedUdpUpstream } from "../_support/fake_servers.ts";
 import { loopbackAddress } from "../_support/loopback.ts";
