@@ -25,20 +25,19 @@
  */
 
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import type { PvdConfig } from "../../resolver/config_types.ts";
-import { startDnsmasq } from "../_support/dnsmasq.ts";
 import { sleep } from "../_support/exec.ts";
 import { type JsonLinesProcess, startJsonLines } from "../_support/json_lines_process.ts";
-import { createNetns, createVethPair } from "../_support/netns.ts";
 import { pvdDocument, pvdRa } from "../_support/ra_frames.ts";
 import { sendRa } from "../_support/ra_sender.ts";
-import { makeTestCa } from "../_support/test_ca.ts";
-
-const support = (f: string) => fileURLToPath(new URL(`../_support/${f}`, import.meta.url));
-const DENO_JSON = fileURLToPath(new URL("../../deno.json", import.meta.url));
-const ID = "pvd.example.com";
-const HOST_ADDR = "2001:db8:cafe::100";
+import {
+  DENO_JSON,
+  HOST_ADDR,
+  ID,
+  type RaTestbed,
+  startRaTestbed,
+  support,
+} from "../_support/ra_testbed.ts";
 
 const ra = (seq: number, rdnssLifetime = 1800) => pvdRa(ID, seq, rdnssLifetime);
 const doc = (prefixes: string[], dnsZones: string[]) => pvdDocument(ID, prefixes, dnsZones);
@@ -52,60 +51,16 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn(t) {
-    const router = await createNetns({ prefix: "pvr" });
-    const host = await createNetns({ prefix: "pvh" });
-    const cleanups: (() => Promise<unknown>)[] = [() => host.delete(), () => router.delete()];
-    const cleanup = async () => {
-      for (const c of cleanups.reverse()) await c().catch(() => {});
-    };
+    let bed: RaTestbed | undefined;
     let runner: JsonLinesProcess | undefined;
-    let https: JsonLinesProcess | undefined;
     try {
-      const veth = await createVethPair(
-        {
-          netns: router.name,
-          addresses: [
-            "fe80::1/64",
-            "2001:db8:cafe::1/64",
-            "2001:db8:cafe::53/64",
-            "2001:db8:cafe::443/64",
-          ],
-        },
-        { netns: host.name, addresses: [`${HOST_ADDR}/64`] },
-      );
-      cleanups.push(() => veth.delete());
-      await host.exec(["sysctl", "-qw", `net.ipv6.conf.${veth.b}.accept_ra=0`]);
-
-      const ca = await makeTestCa([ID]);
-      cleanups.push(() => ca.remove());
-      const docFile = `${ca.dir}/pvd.json`;
-      await Deno.writeTextFile(docFile, doc(["2001:db8:cafe::/48"], ["corp.example"]));
-
-      const dns = await startDnsmasq({
-        address: "2001:db8:cafe::53",
-        netns: router.name,
+      bed = await startRaTestbed({
+        prefixes: ["pvr", "pvh"],
+        routerAddresses: ["2001:db8:cafe::1/64"],
         zones: ["example.com"],
-        records: [{ name: ID, type: "AAAA", value: "2001:db8:cafe::443" }],
+        document: { prefixes: ["2001:db8:cafe::/48"], dnsZones: ["corp.example"] },
       });
-      cleanups.push(() => dns.stop());
-      https = startJsonLines([
-        Deno.execPath(),
-        "run",
-        "-A",
-        "--config",
-        DENO_JSON,
-        support("pvd_https_server.ts"),
-        "--address",
-        "2001:db8:cafe::443",
-        "--cert",
-        ca.certFile,
-        "--key",
-        ca.keyFile,
-        "--doc",
-        docFile,
-      ], router.name); // deno-fmt-ignore
-      cleanups.push(() => https!.stop());
-      await https.waitFor((l) => "listening" in l, { what: "the HTTPS server" });
+      const { router, host, veth, ca, docFile, dns, https } = bed;
 
       const started = Date.now();
       runner = startJsonLines([
@@ -121,7 +76,7 @@ Deno.test({
         "--ca-file",
         ca.caFile,
       ], host.name); // deno-fmt-ignore
-      cleanups.push(() => runner!.stop());
+      bed.defer(() => runner!.stop());
       const r = runner;
       await r.waitFor((l) => String(l.log ?? "").startsWith("listening for router"), {
         what: "the RA socket",
@@ -139,7 +94,7 @@ Deno.test({
         return await r.waitFor(pred, { from, timeoutMs: 1000, what });
       };
       const requests = () =>
-        https!.lines.filter((l) => l.request).map((l) => l.request as Record<string, string>);
+        https.lines.filter((l) => l.request).map((l) => l.request as Record<string, string>);
 
       await t.step("RAs with hop limit 64, or from a global address, are dropped", async () => {
         const from = r.lines.length;
@@ -245,10 +200,10 @@ Deno.test({
       console.log(`RA discovery e2e: ${((Date.now() - started) / 1000).toFixed(1)} s`);
     } catch (e) {
       if (runner) console.error(`runner stderr:\n${runner.stderr()}`);
-      if (https) console.error(`https stderr:\n${https.stderr()}`);
+      if (bed) console.error(`https stderr:\n${bed.https.stderr()}`);
       throw e;
     } finally {
-      await cleanup();
+      await bed?.close();
     }
   },
 });

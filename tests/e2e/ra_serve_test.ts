@@ -11,72 +11,26 @@
  */
 
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { dig } from "../_support/dig.ts";
-import { startDnsmasq } from "../_support/dnsmasq.ts";
-import { type JsonLinesProcess, startJsonLines } from "../_support/json_lines_process.ts";
-import { createNetns, createVethPair } from "../_support/netns.ts";
 import { runPvdns, startPvdns } from "../_support/pvdns_process.ts";
-import { pvdDocument, pvdRa } from "../_support/ra_frames.ts";
+import { pvdRa } from "../_support/ra_frames.ts";
 import { sendRa } from "../_support/ra_sender.ts";
-import { makeTestCa } from "../_support/test_ca.ts";
-
-const support = (f: string) => fileURLToPath(new URL(`../_support/${f}`, import.meta.url));
-const DENO_JSON = fileURLToPath(new URL("../../deno.json", import.meta.url));
-const ID = "pvd.example.com";
-const HOST_ADDR = "2001:db8:cafe::100";
+import { HOST_ADDR, ID, type RaTestbed, startRaTestbed } from "../_support/ra_testbed.ts";
 
 Deno.test({
   name: "e2e: pvdns serve learns a PvD from RAs and routes its dnsZones to its RDNSS",
   sanitizeResources: false,
   sanitizeOps: false,
   async fn(t) {
-    const router = await createNetns({ prefix: "psr" });
-    const host = await createNetns({ prefix: "psh" });
-    const cleanups: (() => Promise<unknown>)[] = [() => host.delete(), () => router.delete()];
-    let https: JsonLinesProcess | undefined;
+    let bed: RaTestbed | undefined;
     try {
-      const veth = await createVethPair(
-        {
-          netns: router.name,
-          addresses: ["fe80::1/64", "2001:db8:cafe::53/64", "2001:db8:cafe::443/64"],
-        },
-        { netns: host.name, addresses: [`${HOST_ADDR}/64`] },
-      );
-      cleanups.push(() => veth.delete());
-      await host.exec(["sysctl", "-qw", `net.ipv6.conf.${veth.b}.accept_ra=0`]);
-      const ca = await makeTestCa([ID]);
-      cleanups.push(() => ca.remove());
-      const docFile = `${ca.dir}/pvd.json`;
-      await Deno.writeTextFile(docFile, pvdDocument(ID, ["2001:db8:cafe::/48"], ["corp.example"]));
-      const dns = await startDnsmasq({
-        address: "2001:db8:cafe::53",
-        netns: router.name,
+      bed = await startRaTestbed({
+        prefixes: ["psr", "psh"],
         zones: ["example.com", "corp.example"],
-        records: [
-          { name: ID, type: "AAAA", value: "2001:db8:cafe::443" },
-          { name: "www.corp.example", type: "AAAA", value: "2001:db8:cafe::80" },
-        ],
+        records: [{ name: "www.corp.example", type: "AAAA", value: "2001:db8:cafe::80" }],
+        document: { prefixes: ["2001:db8:cafe::/48"], dnsZones: ["corp.example"] },
       });
-      cleanups.push(() => dns.stop());
-      https = startJsonLines([
-        Deno.execPath(),
-        "run",
-        "-A",
-        "--config",
-        DENO_JSON,
-        support("pvd_https_server.ts"),
-        "--address",
-        "2001:db8:cafe::443",
-        "--cert",
-        ca.certFile,
-        "--key",
-        ca.keyFile,
-        "--doc",
-        docFile,
-      ], router.name); // deno-fmt-ignore
-      cleanups.push(() => https!.stop());
-      await https.waitFor((l) => "listening" in l, { what: "the HTTPS server" });
+      const { router, host, veth, ca, dns, https } = bed;
 
       const socket = `${ca.dir}/pvdns.sock`;
       const pvdns = await startPvdns({
@@ -89,7 +43,7 @@ Deno.test({
           pvds: [],
         },
       });
-      cleanups.push(() => pvdns.stop());
+      bed.defer(() => pvdns.stop());
 
       await t.step(
         "the PvD is discovered and its zones learned from /.well-known/pvd",
@@ -102,7 +56,7 @@ Deno.test({
           }
           await pvdns.waitForLine(new RegExp(`PvD ${ID} (added|changed) \\(ra\\)`), 10_000);
           await pvdns.waitForLine(/zones corp\.example\./, 15_000);
-          const req = https!.lines.find((l) => l.request)?.request as Record<string, string>;
+          const req = https.lines.find((l) => l.request)?.request as Record<string, string>;
           assert.equal(req.from, HOST_ADDR, "fetched from the PvD's own address");
         },
       );
@@ -141,10 +95,10 @@ Deno.test({
         assert.deepEqual(p.additionalInfo?.dnsZones, ["corp.example."]);
       });
     } catch (e) {
-      if (https) console.error(`https stderr:\n${https.stderr()}`);
+      if (bed) console.error(`https stderr:\n${bed.https.stderr()}`);
       throw e;
     } finally {
-      for (const c of cleanups.reverse()) await c().catch(() => {});
+      await bed?.close();
     }
   },
 });
