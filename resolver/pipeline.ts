@@ -39,6 +39,8 @@ export interface QueryContext {
   readonly now: number;
   /** Set by the route stage. */
   route?: Route;
+  /** The cache key, set by the cache stage (the upstream stage keys its in-flight map with it). */
+  key?: string;
 }
 
 /** The result of the pipeline. */
@@ -105,13 +107,14 @@ export interface PipelineDeps {
 export function buildPipeline(deps: PipelineDeps): (ctx: QueryContext) => MaybePromise<Answer> {
   // Keyed by the PvD's cache object: a PvD that changes gets a new cache, and with it a fresh
   // set of in-flight queries, so nothing learned before a change is handed out after it.
-  const inflight = new WeakMap<PvdCache, Map<string, Promise<StoredResponse>>>();
+  const inflight = new WeakMap<PvdCache, Map<string, Promise<Answer>>>();
   // The part that runs inside one PvD; a rule's fallback runs it again for another PvD.
   const inPvd = compose([
     // The cache sits below the router and is per PvD: a hit can only come from the routed PvD.
     function cache(ctx, next) {
       const pvd = (ctx.route as PvdRoute).pvd;
-      const hit = deps.state.caches.get(pvd)?.get(keyOf(ctx.query), ctx.now);
+      const key = ctx.key = keyOf(ctx.query);
+      const hit = deps.state.caches.get(pvd)?.get(key, ctx.now);
       deps.metrics?.cache(pvd, hit !== undefined);
       if (hit) return { response: hit, source: "cache", pvd };
       return next(ctx);
@@ -119,7 +122,7 @@ export function buildPipeline(deps: PipelineDeps): (ctx: QueryContext) => MaybeP
     // Identical misses in one PvD share one upstream query; the answer is cached in that PvD.
     function upstream(ctx) {
       const pvd = (ctx.route as PvdRoute).pvd;
-      const key = keyOf(ctx.query);
+      const key = ctx.key ?? keyOf(ctx.query);
       const cache = deps.state.caches.get(pvd);
       const upstreams = deps.state.upstreams.get(pvd);
       if (!cache || !upstreams) {
@@ -130,16 +133,10 @@ export function buildPipeline(deps: PipelineDeps): (ctx: QueryContext) => MaybeP
       if (!perPvd) inflight.set(cache, perPvd = new Map());
       let pending = perPvd.get(key);
       if (!pending) {
-        const done = perPvd;
-        pending = fetchAndStore(deps, pvd, cache, upstreams, key, ctx.query)
-          .finally(() => done.delete(key));
+        pending = fetchAndStore(deps, pvd, cache, upstreams, key, ctx.query, perPvd);
         perPvd.set(key, pending);
       }
-      return pending.then((response) => ({
-        response,
-        source: "expiredAt" in response ? "stale" as const : "upstream" as const,
-        pvd,
-      }));
+      return pending;
     },
   ]);
   return compose([
@@ -197,6 +194,10 @@ function keyOf(q: Query): string {
   return q.qname + tail;
 }
 
+/**
+ * Asks the PvD's upstreams, caches what comes back in that PvD, and makes the answer every
+ * caller waiting on this key gets. Leaves `inflight` once done.
+ */
 async function fetchAndStore(
   deps: PipelineDeps,
   pvd: string,
@@ -204,8 +205,10 @@ async function fetchAndStore(
   upstreams: PvdUpstreams,
   key: string,
   query: Query,
-): Promise<StoredResponse> {
+  inflight: Map<string, Promise<Answer>>,
+): Promise<Answer> {
   let response: StoredResponse;
+  let source: AnswerSource = "upstream";
   try {
     response = await upstreams.query({
       qname: query.qname,
@@ -215,19 +218,25 @@ async function fetchAndStore(
       cd: (query.flags & Flags.CD) !== 0,
     });
   } catch (e) {
-    if (!(e instanceof UpstreamFailure)) throw e;
+    if (!(e instanceof UpstreamFailure)) {
+      inflight.delete(key);
+      throw e;
+    }
     deps.onUpstreamFailure?.(pvd, e);
     const now = deps.now();
     // Serve-stale looks only in this PvD's own cache: a stale answer never crosses PvDs.
     const stale = deps.serveStale ? cache.getStale(key, now) : undefined;
-    if (stale) response = staleCopy(stale, now);
-    else {
+    if (stale) {
+      response = staleCopy(stale, now);
+      source = "stale";
+    } else {
       const failed = localResponse(query, Rcode.SERVFAIL, now);
       response = { ...failed, ttl: deps.servfailTtl, kind: "servfail" };
     }
   }
+  inflight.delete(key);
   cache.set(key, response);
-  return response;
+  return { response, source, pvd };
 }
 
 /** RFC 8767 §4: a stale answer goes out with TTL 30 s, and is not asked for again before then. */

@@ -173,17 +173,27 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
     inFlight++;
     perClient.set(client.address, mine + 1);
     const t0 = performance.now();
+    // One reaction for both outcomes (not then + finally: a promise less on every miss's path).
+    const settled = () => {
+      inFlight--;
+      const left = perClient.get(client.address)! - 1;
+      if (left > 0) perClient.set(client.address, left);
+      else perClient.delete(client.address);
+      if (inFlight === 0) idle?.();
+    };
     return answer.then((a) => {
-      opts.onAnswer?.(a);
-      return render(a, q, client.transport, t0);
-    }, failed(q))
-      .finally(() => {
-        inFlight--;
-        const left = perClient.get(client.address)! - 1;
-        if (left > 0) perClient.set(client.address, left);
-        else perClient.delete(client.address);
-        if (inFlight === 0) idle?.();
-      });
+      try {
+        opts.onAnswer?.(a);
+        return render(a, q, client.transport, t0);
+      } catch (e) {
+        return failed(q)(e);
+      } finally {
+        settled();
+      }
+    }, (e) => {
+      settled();
+      return failed(q)(e);
+    });
   };
   /** A query past a bound or outside the allow list: counted; REFUSED, TC or nothing. */
   const refuse = (
