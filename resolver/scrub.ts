@@ -25,7 +25,7 @@
  * @module
  */
 
-import { Type } from "./wire.ts";
+import { appendNameLabel, scratchName, Type } from "./wire.ts";
 
 /** The section a record is in. */
 export type Section = "answer" | "authority" | "additional";
@@ -80,20 +80,13 @@ export function readName(wire: Uint8Array, off: number, out?: number[]): ReadNam
   let limit = off;
   let pos = off;
   let total = 1;
-  // The key's characters go into one scratch array and become one string at the end: building
-  // it a character at a time made most of an upstream answer's garbage (issue 7).
-  let n = 0;
-  let odd = false;
+  let n = 0; // characters of the key gathered so far (wire.ts's scratch space)
   for (;;) {
     if (pos >= wire.length) return null;
     const len = wire[pos]!;
     if (len === 0) {
       out?.push(0);
-      const key = n === 0 ? "." : odd ? escapedKey(n) : String.fromCharCode.apply(
-        null,
-        KEY.subarray(0, n) as unknown as number[],
-      );
-      return { end: end < 0 ? pos + 1 : end, key };
+      return { end: end < 0 ? pos + 1 : end, key: scratchName(n) };
     }
     if ((len & 0xc0) === 0xc0) {
       if (pos + 1 >= wire.length) return null;
@@ -108,33 +101,9 @@ export function readName(wire: Uint8Array, off: number, out?: number[]): ReadNam
     total += len + 1;
     if (total > 255) return null;
     if (out) { for (let i = pos; i <= pos + len; i++) out.push(wire[i]!); }
-    for (let i = pos + 1; i <= pos + len; i++) {
-      let c = wire[i]!;
-      if (c >= 0x41 && c <= 0x5a) c += 0x20;
-      if (c <= 0x20 || c >= 0x7f || c === 0x2e || c === 0x5c) {
-        odd = true;
-        KEY[n++] = 0x100 + c; // escaped as \DDD by escapedKey()
-      } else KEY[n++] = c;
-    }
-    KEY[n++] = 0x2e;
+    n = appendNameLabel(wire, pos, len, n);
     pos += len + 1;
   }
-}
-
-/**
- * Scratch for a name's key: one character per label byte (0x100 + the byte for one that is
- * escaped in a key), 0x2e after each label. 255 octets of name make fewer than 512 entries.
- */
-const KEY = new Uint16Array(512);
-
-/** The key in `KEY[0..n)`, with `\DDD` for the bytes that are not plain characters. */
-function escapedKey(n: number): string {
-  let key = "";
-  for (let i = 0; i < n; i++) {
-    const c = KEY[i]!;
-    key += c < 0x100 ? String.fromCharCode(c) : "\\" + String(c - 0x100).padStart(3, "0");
-  }
-  return key;
 }
 
 /**

@@ -83,18 +83,40 @@ export type QueryParse =
   | { readonly kind: "error"; readonly reply: Uint8Array; readonly rcode: number }
   | { readonly kind: "drop"; readonly reason: string };
 
-/**
- * Reads a name starting at `off` without following pointers and returns its end offset and its
- * lower-case text; `compressed` is true when it ended in a pointer. Returns -1 on malformed input.
- */
 /** Scratch space for one name in presentation form (255 octets, each at most `\DDD`). */
 const nameChars = new Uint8Array(255 * 4 + 1);
 
 /**
- * Reads an uncompressed name at `off` into lower-case presentation form. The characters are
- * gathered in a scratch buffer and made into one string at the end: concatenating a character
- * at a time would allocate a string per character on the hot path.
+ * Appends the label of `len` bytes after `buf[at]` and a dot to the name being gathered in the
+ * scratch space from position `n`: lower case, `\DDD` for bytes that are not plain characters.
+ * Returns the new length. The characters become one string at the end ({@linkcode scratchName}):
+ * concatenating a character at a time would allocate a string per character.
  */
+export function appendNameLabel(buf: Uint8Array, at: number, len: number, n: number): number {
+  for (let i = at + 1; i <= at + len; i++) {
+    let c = buf[i]!;
+    if (c >= 0x41 && c <= 0x5a) c += 0x20;
+    if (c > 0x20 && c < 0x7f && c !== 0x2e && c !== 0x5c) nameChars[n++] = c;
+    else {
+      nameChars[n++] = 0x5c; // \DDD
+      nameChars[n++] = 0x30 + Math.floor(c / 100);
+      nameChars[n++] = 0x30 + Math.floor(c / 10) % 10;
+      nameChars[n++] = 0x30 + c % 10;
+    }
+  }
+  nameChars[n++] = 0x2e;
+  return n;
+}
+
+/** The first `n` characters gathered by {@linkcode appendNameLabel}, or "." for none. */
+export function scratchName(n: number): string {
+  return n === 0 ? "." : String.fromCharCode.apply(
+    null,
+    nameChars.subarray(0, n) as unknown as number[],
+  );
+}
+
+/** Reads an uncompressed name at `off` into lower-case presentation form. */
 function readUncompressedName(
   buf: Uint8Array,
   off: number,
@@ -104,28 +126,12 @@ function readUncompressedName(
   for (;;) {
     if (off >= buf.length) return null;
     const len = buf[off]!;
-    if (len === 0) {
-      const text = n === 0
-        ? "."
-        : String.fromCharCode.apply(null, nameChars.subarray(0, n) as unknown as number[]);
-      return { end: off + 1, text };
-    }
+    if (len === 0) return { end: off + 1, text: scratchName(n) };
     if (len > 63) return null; // a pointer or a reserved label type: not allowed in a question
     if (off + 1 + len > buf.length) return null;
     total += len + 1;
     if (total > 255) return null;
-    for (let i = off + 1; i <= off + len; i++) {
-      let c = buf[i]!;
-      if (c >= 0x41 && c <= 0x5a) c += 0x20;
-      if (c > 0x20 && c < 0x7f && c !== 0x2e && c !== 0x5c) nameChars[n++] = c;
-      else {
-        nameChars[n++] = 0x5c; // \DDD
-        nameChars[n++] = 0x30 + Math.floor(c / 100);
-        nameChars[n++] = 0x30 + Math.floor(c / 10) % 10;
-        nameChars[n++] = 0x30 + c % 10;
-      }
-    }
-    nameChars[n++] = 0x2e;
+    n = appendNameLabel(buf, off, len, n);
     off += len + 1;
   }
 }
