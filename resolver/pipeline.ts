@@ -218,10 +218,7 @@ async function fetchAndStore(
       cd: (query.flags & Flags.CD) !== 0,
     });
   } catch (e) {
-    if (!(e instanceof UpstreamFailure)) {
-      inflight.delete(key);
-      throw e;
-    }
+    if (!(e instanceof UpstreamFailure)) throw e;
     deps.onUpstreamFailure?.(pvd, e);
     const now = deps.now();
     // Serve-stale looks only in this PvD's own cache: a stale answer never crosses PvDs.
@@ -233,8 +230,9 @@ async function fetchAndStore(
       const failed = localResponse(query, Rcode.SERVFAIL, now);
       response = { ...failed, ttl: deps.servfailTtl, kind: "servfail" };
     }
+  } finally {
+    inflight.delete(key);
   }
-  inflight.delete(key);
   cache.set(key, response);
   return { response, source, pvd };
 }
