@@ -182,12 +182,16 @@ const configSchema = z.strictObject({
     maxTotalEntries: int(1).default(500000),
     serveStale: z.boolean().default(false),
     staleMaxAge: int(1, MAX_TTL).default(86400),
+    maxBytes: int(64 * 1024).default(64 * 1024 * 1024),
+    maxTotalBytes: int(64 * 1024).default(256 * 1024 * 1024),
+    maxEntryBytes: int(512, 65535).optional(), // absent: min(16 KiB, maxBytes / 64)
   }).prefault({}),
   upstream: z.strictObject({
     timeoutMs: int(10, MAX_TIMER_MS).default(2000),
     deadlineMs: int(10, MAX_TIMER_MS).default(4500),
     // Health inside a PvD (transports/README.md): consecutive failures before a server is down.
     maxFails: int(0, 1000).optional(), // absent: 3 (resolver/upstream.ts)
+    caseRandomisation: z.boolean().default(false),
   }).prefault({}),
   limits: z.strictObject({
     maxInFlight: int(1).default(4096),
@@ -197,6 +201,11 @@ const configSchema = z.strictObject({
     tcpPipeline: int(1, 65535).default(32),
     tcpIdleMs: int(1, MAX_TIMER_MS).default(10000),
     tcpReadMs: int(1, MAX_TIMER_MS).default(5000),
+    httpConnections: int(1, 4096).default(64),
+    httpHeaderMs: int(1, MAX_TIMER_MS).default(5000),
+    httpIdleMs: int(1, MAX_TIMER_MS).default(30000),
+    httpBodyBytes: int(512, 16 * 1024 * 1024).default(64 * 1024),
+    openFiles: int(64).optional(), // absent: what the other bounds need (resolver/fd_limit.ts)
     rateLimit: z.strictObject({
       responsesPerSecond: int(1),
       burst: int(1).optional(),

@@ -173,6 +173,16 @@ export interface CacheConfig {
   readonly serveStale: boolean;
   /** How long past its expiry an answer may still be served stale, seconds. @default 86400 */
   readonly staleMaxAge: number;
+  /**
+   * Bytes one PvD's cache may hold, counting each entry's real footprint (its wire bytes, its
+   * share of a slab chunk, the entry object and its key); the least recently used go first.
+   * @default 67108864 (64 MiB)
+   */
+  readonly maxBytes?: number;
+  /** Bytes over every PvD's cache; the fullest PvD gives up entries first. @default 268435456 */
+  readonly maxTotalBytes?: number;
+  /** An answer larger than this (wire bytes) is served but not cached. @default min(16384, maxBytes / 64) */
+  readonly maxEntryBytes?: number;
 }
 
 /** The part of {@linkcode CacheConfig} that decides how long one answer lives. */
@@ -189,6 +199,12 @@ export interface UpstreamOptions {
    * probed in the background by one probe at a time. 0 never marks a server down. @default 3
    */
   readonly maxFails?: number;
+  /**
+   * 0x20 case randomisation of upstream queries: the letters of the query name get random case
+   * and an answer must repeat it exactly. A server that does not preserve case is asked without
+   * it. @default false
+   */
+  readonly caseRandomisation?: boolean;
 }
 
 /** Response-rate limiting per client prefix (UDP only; TCP proves the source address). */
@@ -225,6 +241,19 @@ export interface LimitsConfig {
   readonly tcpIdleMs: number;
   /** A TCP message whose first byte arrived must be complete within this, ms (slow-loris). @default 5000 */
   readonly tcpReadMs: number;
+  /** Open connections per HTTP listener (control, metrics); more are closed at once. @default 64 */
+  readonly httpConnections?: number;
+  /** A request's head must arrive within this after the connection opens or goes idle, ms. @default 5000 */
+  readonly httpHeaderMs?: number;
+  /** An idle keep-alive HTTP connection is closed after this, ms. @default 30000 */
+  readonly httpIdleMs?: number;
+  /** Largest request body the control API reads (JSON); DoH is 65,535 bytes always. @default 65536 */
+  readonly httpBodyBytes?: number;
+  /**
+   * The descriptor limit pvdns sets for itself (soft RLIMIT_NOFILE). Absent: what the other
+   * bounds need (listeners × connections + upstream sockets + a margin), within the hard limit.
+   */
+  readonly openFiles?: number;
   /** Response-rate limiting per client prefix; off when absent. */
   readonly rateLimit?: RateLimitConfig;
 }
