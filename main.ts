@@ -16,6 +16,7 @@
 
 import { parseArgs } from "node:util";
 import { ConfigError, loadConfigFile } from "./resolver/config.ts";
+import { loadConfigForHost } from "./resolver/config_host.ts";
 import type { Config, ListenerConfig, PvdConfig } from "./resolver/config_types.ts";
 import { buildHostDefault } from "./resolver/host_default.ts";
 import { explainRoute } from "./policy/explain.ts";
@@ -102,14 +103,9 @@ async function serve(
 ): Promise<number> {
   let config: Config;
   try {
-    config = configPath ? await loadConfigFile(configPath) : await buildHostDefault();
+    config = configPath ? await loadConfigForHost(configPath) : await buildHostDefault();
   } catch (e) {
-    if (e instanceof ConfigError) {
-      console.error(`pvdns: ${configPath ?? "embedded default"}: configuration refused:`);
-      for (const line of e.errors) console.error(`  ${line}`);
-      return 2;
-    }
-    throw e;
+    return refuseConfig(configPath, e);
   }
   // Checked before anything is bound: failing later would leave half a daemon running.
   const ffi = missingFfi(config, udpListener);
@@ -265,11 +261,20 @@ async function loadOrReport(configPath: string | undefined): Promise<Config | nu
   try {
     return configPath ? await loadConfigFile(configPath) : await buildHostDefault();
   } catch (e) {
-    if (!(e instanceof ConfigError)) throw e;
-    console.error(`pvdns: ${configPath ?? "embedded default"}: configuration refused:`);
-    for (const line of e.errors) console.error(`  ${line}`);
+    refuseConfig(configPath, e);
     return null;
   }
+}
+
+/**
+ * Prints why a config was refused and returns exit status 2. Any error counts, not only a
+ * {@linkcode ConfigError}: a config must never end in a stack trace.
+ */
+function refuseConfig(configPath: string | undefined, e: unknown): 2 {
+  const errors = e instanceof ConfigError ? e.errors : [`${(e as Error)?.message ?? String(e)}`];
+  console.error(`pvdns: ${configPath ?? "embedded default"}: configuration refused:`);
+  for (const line of errors) console.error(`  ${line}`);
+  return 2;
 }
 
 async function route(
@@ -342,10 +347,7 @@ async function check(configPath: string | undefined): Promise<number> {
     console.log(JSON.stringify(await loadConfigFile(configPath), null, 2));
     return 0;
   } catch (e) {
-    if (!(e instanceof ConfigError)) throw e;
-    console.error(`pvdns: ${configPath}: configuration refused:`);
-    for (const line of e.errors) console.error(`  ${line}`);
-    return 2;
+    return refuseConfig(configPath, e);
   }
 }
 

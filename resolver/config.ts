@@ -78,12 +78,24 @@ export interface ParseConfigOptions {
  * ```
  */
 export function parseConfig(text: string, options: ParseConfigOptions = {}): Config {
+  // Bounded before anything recurses over the text: a parser, the schema and deepFreeze all
+  // walk the value depth-first (5,000 levels of [ overflowed the stack).
+  if (text.length > MAX_CONFIG_BYTES) {
+    throw new ConfigError([
+      `config: file too large (${text.length} characters; at most ${MAX_CONFIG_BYTES})`,
+    ]);
+  }
+  const tooDeep = nestingError(text);
+  if (tooDeep) throw new ConfigError([tooDeep]);
   const errors: jsonc.ParseError[] = [];
   const raw: unknown = jsonc.parse(text, errors, { allowTrailingComma: true });
   if (errors.length > 0) {
-    throw new ConfigError(
-      errors.map((e) => `${lineColumn(text, e.offset)}: ${describeSyntaxError(e.error)}`),
-    );
+    const lines = errors.slice(0, MAX_SYNTAX_ERRORS)
+      .map((e) => `${lineColumn(text, e.offset)}: ${describeSyntaxError(e.error)}`);
+    if (errors.length > MAX_SYNTAX_ERRORS) {
+      lines.push(`… and ${errors.length - MAX_SYNTAX_ERRORS} more syntax errors`);
+    }
+    throw new ConfigError(lines);
   }
   const duplicates = duplicateKeys(text);
   if (duplicates.length > 0) throw new ConfigError(duplicates);
@@ -135,13 +147,94 @@ export async function loadConfigFile(
   path: string,
   options: ParseConfigOptions = {},
 ): Promise<Config> {
-  let text: string;
+  let bytes: Uint8Array;
   try {
-    text = await Deno.readTextFile(path);
+    bytes = await readBounded(path, MAX_CONFIG_BYTES);
   } catch (error) {
+    if (error instanceof ConfigError) throw error;
     throw new ConfigError([`${path}: cannot read the config file: ${errorMessage(error)}`]);
   }
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new ConfigError([`${path}: not a text file (the bytes are not UTF-8)`]);
+  }
   return parseConfig(text, options);
+}
+
+/** Largest config file read, bytes (a host's config is a few KB). */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+/** Deepest nesting of objects and lists in a config file (the schema needs 5). */
+export const MAX_CONFIG_DEPTH = 32;
+/** Syntax errors listed; binary garbage would give one per byte. */
+const MAX_SYNTAX_ERRORS = 20;
+
+/** The file's bytes, refused without reading them all when it is larger than `max`. */
+async function readBounded(path: string, max: number): Promise<Uint8Array> {
+  using file = await Deno.open(path, { read: true });
+  const info = await file.stat();
+  if (!info.isFile) throw new ConfigError([`${path}: not a regular file`]);
+  if (info.size > max) {
+    throw new ConfigError([`${path}: file too large (${info.size} bytes; at most ${max})`]);
+  }
+  // Read at most max + 1 bytes: the file may grow between stat and read.
+  const buffer = new Uint8Array(max + 1);
+  let used = 0;
+  while (used < buffer.length) {
+    const n = await file.read(buffer.subarray(used));
+    if (n === null) break;
+    used += n;
+  }
+  if (used > max) throw new ConfigError([`${path}: file too large (more than ${max} bytes)`]);
+  return buffer.subarray(0, used);
+}
+
+/**
+ * `PATH: too deeply nested (…)` when objects and lists nest deeper than
+ * {@linkcode MAX_CONFIG_DEPTH}, found by one loop over the text (no recursion, so any depth is
+ * safe to check). Strings and comments are skipped; the path is that of the first container too
+ * deep, as far as it can be told before parsing.
+ */
+function nestingError(text: string): string | undefined {
+  const kinds: string[] = []; // "{" or "[" per open container
+  const path: PropertyKey[] = []; // the key or index of each open container but the outermost
+  const index: number[] = []; // the next index inside each open list
+  let lastString = "";
+  let key: string | undefined; // the current key inside the innermost object
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      let j = i + 1;
+      while (j < text.length && text[j] !== '"') j += text[j] === "\\" ? 2 : 1;
+      lastString = text.slice(i + 1, j);
+      i = j;
+    } else if (c === "/" && text[i + 1] === "/") {
+      const end = text.indexOf("\n", i);
+      i = end < 0 ? text.length : end;
+    } else if (c === "/" && text[i + 1] === "*") {
+      const end = text.indexOf("*/", i + 2);
+      i = end < 0 ? text.length : end + 1;
+    } else if (c === ":" && kinds[kinds.length - 1] === "{") {
+      key = lastString;
+    } else if (c === "," && kinds[kinds.length - 1] === "[") {
+      index[index.length - 1]!++;
+    } else if (c === "{" || c === "[") {
+      const top = kinds[kinds.length - 1];
+      if (top === "[") path.push(index[index.length - 1]!);
+      else if (top === "{") path.push(key ?? "");
+      kinds.push(c);
+      index.push(0);
+      if (kinds.length > MAX_CONFIG_DEPTH) {
+        return `${formatPath(path)}: too deeply nested (more than ${MAX_CONFIG_DEPTH} levels)`;
+      }
+    } else if (c === "}" || c === "]") {
+      if (kinds.length > 1) path.pop();
+      kinds.pop();
+      index.pop();
+    }
+  }
+  return undefined;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@
  * @module
  */
 
-import { ConfigError, loadConfigFile } from "./config.ts";
+import { ConfigError } from "./config.ts";
+import { loadConfigForHost } from "./config_host.ts";
 import type { PvdConfig } from "./config_types.ts";
 import type { ReloadOutcome } from "./control.ts";
 import type { Stub } from "./stub.ts";
@@ -38,7 +39,7 @@ export function watchConfig(path: string, stub: Stub): ConfigWatch {
   const reload = (why: string): Promise<ReloadOutcome> => {
     const run = running.then(async (): Promise<ReloadOutcome> => {
       try {
-        const next = await loadConfigFile(path);
+        const next = await loadConfigForHost(path);
         const r = await stub.reload(next);
         stub.metrics.reload("success");
         const list = (label: string, ids: readonly string[]) =>

@@ -231,7 +231,14 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
   };
   const wanted = options.udpListener ?? "auto";
   const batched = wanted === "mmsg" || (wanted === "auto" && mmsgAvailable());
-  const openListener = (l: ListenerConfig): OpenListener => {
+  const openListener = (l: ListenerConfig, index: number): OpenListener => {
+    try {
+      return bindListener(l);
+    } catch (e) {
+      throw bindFailure(e, `listen[${index}] ${JSON.stringify(l.text)}`);
+    }
+  };
+  const bindListener = (l: ListenerConfig): OpenListener => {
     const options = { listener: l };
     const udp = batched
       ? startMmsgUdpListener(l, serve, log, options)
@@ -257,7 +264,7 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
     await o.tcp.close();
   };
   try {
-    for (const l of config.listen) open.set(l.text, openListener(l));
+    config.listen.forEach((l, i) => open.set(l.text, openListener(l, i)));
   } catch (e) {
     for (const o of open.values()) await closeListener(o);
     await pvds.close();
@@ -293,7 +300,9 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
       // Bind new listeners first: if one fails, nothing has changed yet.
       const fresh = new Map<string, OpenListener>();
       try {
-        for (const l of next.listen) if (!open.has(l.text)) fresh.set(l.text, openListener(l));
+        next.listen.forEach((l, i) => {
+          if (!open.has(l.text)) fresh.set(l.text, openListener(l, i));
+        });
       } catch (e) {
         for (const o of fresh.values()) await closeListener(o);
         throw e;
@@ -352,4 +361,20 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
       await pvds.close();
     },
   };
+}
+
+/**
+ * A bind error that names the config field and address (`listen[1] "192.0.2.99:53": cannot
+ * bind: …`), of the same class as the runtime's, so callers can still tell "address in use" from
+ * the rest.
+ */
+function bindFailure(e: unknown, field: string): Error {
+  if (!(e instanceof Error)) return new Error(`${field}: cannot bind: ${String(e)}`);
+  const hint = e instanceof Deno.errors.AddrNotAvailable ? " (not an address of this host)" : "";
+  const Kind = e.constructor as new (message: string, options?: ErrorOptions) => Error;
+  try {
+    return new Kind(`${field}: cannot bind: ${e.message}${hint}`, { cause: e });
+  } catch {
+    return new Error(`${field}: cannot bind: ${e.message}${hint}`, { cause: e });
+  }
 }

@@ -70,8 +70,10 @@ Deno.test("parseConfig() fills in every default of a minimal file", () => {
       maxTotalEntries: 500000,
       serveStale: false,
       staleMaxAge: 86400,
+      maxBytes: 64 * 1024 * 1024,
+      maxTotalBytes: 256 * 1024 * 1024,
     },
-    upstream: { timeoutMs: 2000, deadlineMs: 4500 },
+    upstream: { timeoutMs: 2000, deadlineMs: 4500, caseRandomisation: false },
     limits: {
       maxInFlight: 4096,
       maxInFlightPerClient: 1024,
@@ -80,6 +82,10 @@ Deno.test("parseConfig() fills in every default of a minimal file", () => {
       tcpPipeline: 32,
       tcpIdleMs: 10000,
       tcpReadMs: 5000,
+      httpConnections: 64,
+      httpHeaderMs: 5000,
+      httpIdleMs: 30000,
+      httpBodyBytes: 64 * 1024,
     },
   };
   assert.deepEqual(config, expected);
@@ -252,10 +258,13 @@ Deno.test("parseConfig() accepts valid files", async (t) => {
           "metrics": { "listen": "[::1]:9153" },
           "caFile": "/etc/pvdns/ca.pem",
           "cache": { "maxEntries": 1, "minTtl": 30, "maxTtl": 30, "negativeMaxTtl": 0, "servfailTtl": 0,
-                     "maxTotalEntries": 5, "serveStale": true, "staleMaxAge": 60 },
-          "upstream": { "timeoutMs": 10, "deadlineMs": 10 },
+                     "maxTotalEntries": 5, "serveStale": true, "staleMaxAge": 60,
+                     "maxBytes": 100000, "maxTotalBytes": 200000, "maxEntryBytes": 2000 },
+          "upstream": { "timeoutMs": 10, "deadlineMs": 10, "caseRandomisation": true },
           "limits": { "maxInFlight": 1, "maxInFlightPerClient": 4, "maxUpstreamQueries": 5,
                       "tcpConnections": 2, "tcpPipeline": 6, "tcpIdleMs": 3, "tcpReadMs": 7,
+                      "httpConnections": 8, "httpHeaderMs": 9, "httpIdleMs": 11,
+                      "httpBodyBytes": 1000, "openFiles": 4096,
                       "rateLimit": { "responsesPerSecond": 100 } } }`,
       check: (c) => {
         assert.deepEqual(c.control, { listen: "127.0.0.1:8053", token: "s3cret" });
@@ -270,8 +279,11 @@ Deno.test("parseConfig() accepts valid files", async (t) => {
           maxTotalEntries: 5,
           serveStale: true,
           staleMaxAge: 60,
+          maxBytes: 100000,
+          maxTotalBytes: 200000,
+          maxEntryBytes: 2000,
         });
-        assert.deepEqual(c.upstream, { timeoutMs: 10, deadlineMs: 10 });
+        assert.deepEqual(c.upstream, { timeoutMs: 10, deadlineMs: 10, caseRandomisation: true });
         assert.deepEqual(c.limits, {
           maxInFlight: 1,
           maxInFlightPerClient: 4,
@@ -280,6 +292,11 @@ Deno.test("parseConfig() accepts valid files", async (t) => {
           tcpPipeline: 6,
           tcpIdleMs: 3,
           tcpReadMs: 7,
+          httpConnections: 8,
+          httpHeaderMs: 9,
+          httpIdleMs: 11,
+          httpBodyBytes: 1000,
+          openFiles: 4096,
           rateLimit: {
             responsesPerSecond: 100,
             burst: 100,
