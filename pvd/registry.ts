@@ -7,7 +7,12 @@
  * @module
  */
 
-import type { Config, PvdConfig, PvdOrigin } from "../resolver/config_types.ts";
+import type {
+  Config,
+  DiscoveredPvdOptions,
+  PvdConfig,
+  PvdOrigin,
+} from "../resolver/config_types.ts";
 
 /** One change of the merged set, as `watchPvds()` reports it. */
 export interface PvdEvent {
@@ -63,11 +68,28 @@ export class PvdRegistry {
       for (const p of this.#discovered.get(origin) ?? []) {
         if (seen.has(p.id)) continue;
         seen.add(p.id);
-        merged.push(usable(p));
+        merged.push(withOptions(usable(p), this.#config.discovery.pvdOptions));
       }
     }
     return Object.freeze({ ...this.#config, pvds: Object.freeze(merged) });
   }
+}
+
+/**
+ * A discovered PvD with the trust settings of the first `discovery.pvdOptions` entry that
+ * matches its id and interface (the network never sets these itself: only the config does).
+ */
+function withOptions(
+  p: PvdConfig,
+  options: readonly DiscoveredPvdOptions[] | undefined,
+): PvdConfig {
+  const o = options?.find((o) =>
+    (o.id === undefined || o.id.includes(p.id)) &&
+    (o.interface === undefined || (p.interface !== undefined && o.interface.includes(p.interface)))
+  );
+  if (!o) return p;
+  const { id: _id, interface: _interface, ...settings } = o;
+  return Object.freeze({ ...p, ...settings });
 }
 
 /**

@@ -376,6 +376,13 @@ function crossCheck(raw: unknown): string[] {
     }
     if (id !== undefined) ids.add(id);
     checkServers(pvd, `pvds[${i}]`, fail);
+    const encrypted = list(pvd.servers).some((s) => {
+      const server = attempt(parseServer, s);
+      return server?.protocol === "tls" || server?.protocol === "https";
+    });
+    if (pvd.encryption === "strict" && !encrypted && list(pvd.servers).length > 0) {
+      fail(`pvds[${i}].encryption`, `"strict" needs at least one tls:// or https:// server`);
+    }
   });
   const knownPvd = (path: string, value: unknown): string | undefined => {
     const id = attempt(parsePvdId, value);

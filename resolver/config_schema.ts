@@ -75,6 +75,14 @@ function withHostFamilies(servers: T.ServerConfig[]): T.ServerConfig[] {
   return servers.map((s) => s.address || family === undefined ? s : { ...s, family });
 }
 
+/** A PvD's trust settings, in `pvds[]` and `discovery.pvdOptions[]` (config_types.ts PvdConfig). */
+const trustKeys = {
+  trustAd: z.boolean().optional(),
+  acceptZones: z.array(leaf((t) => parseDomainName(t))).optional(),
+  encryption: z.enum(["strict", "prefer", "off"]).optional(),
+  rebind: z.enum(["block", "off"]).optional(),
+};
+
 const pvd = z.strictObject({
   id: leaf(parsePvdId),
   implicit: z.boolean().optional(),
@@ -90,6 +98,7 @@ const pvd = z.strictObject({
   strictRoutes: z.boolean().default(false),
   // Race this many of the PvD's best servers per query (never another PvD's).
   parallel: int(1, 4).optional(),
+  ...trustKeys,
 }).transform((p): Omit<T.PvdConfig, "origin"> =>
   compact<Omit<T.PvdConfig, "origin">>({
     ...p,
@@ -170,6 +179,13 @@ const configSchema = z.strictObject({
   discovery: z.strictObject({
     ra: z.array(leaf(parseInterfaceName)).default([]),
     host: z.boolean().default(false),
+    pvdOptions: z.array(
+      z.strictObject({
+        id: oneOrMany(parsePvdId).optional(),
+        interface: oneOrMany(parseInterfaceName).optional(),
+        ...trustKeys,
+      }).transform((o) => compact<T.DiscoveredPvdOptions>(o)),
+    ).optional(),
   }).prefault({}),
   pvds: z.array(pvd).default([]),
   rules: z.array(rule).default([]),

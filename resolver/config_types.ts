@@ -96,6 +96,47 @@ export interface PvdConfig {
   readonly parallel?: number;
   /** RFC 8801 additional information, for PvDs discovered from router advertisements. */
   readonly additionalInfo?: PvdAdditionalInfo;
+  /**
+   * Pass the upstream's AD bit on to clients. Setting it says "I trust this PvD's resolver and
+   * the path to it to validate DNSSEC for me"; for every other PvD pvdns clears AD in every
+   * reply (RFC 4035 §4.9.3). @default false
+   */
+  readonly trustAd?: boolean;
+  /**
+   * Zones (names or suffixes, lower case, trailing dot) this PvD's network may claim even when a
+   * higher-priority PvD claims `.`. Zones written in the config file need no entry here.
+   */
+  readonly acceptZones?: readonly string[];
+  /**
+   * Which servers may be asked: `strict` encrypted only; `prefer` encrypted first, Do53 only
+   * while every encrypted server is down; `off` all by round-trip time. Absent: `strict` when
+   * every server is DoT/DoH, `prefer` when some are, `off` when none are.
+   */
+  readonly encryption?: EncryptionPolicy;
+  /**
+   * `block`: A/AAAA records in private, loopback, link-local or ULA ranges are dropped from
+   * answers for names outside this PvD's own accepted zones (DNS rebinding). @default "off"
+   */
+  readonly rebind?: "block" | "off";
+}
+
+/** See {@linkcode PvdConfig.encryption}. */
+export type EncryptionPolicy = "strict" | "prefer" | "off";
+
+/** The trust settings a config gives a discovered PvD (`discovery.pvdOptions`). */
+export interface DiscoveredPvdOptions {
+  /** PvD ids this entry applies to; absent: any. */
+  readonly id?: readonly string[];
+  /** Interfaces this entry applies to; absent: any. */
+  readonly interface?: readonly string[];
+  /** See {@linkcode PvdConfig.trustAd}. */
+  readonly trustAd?: boolean;
+  /** See {@linkcode PvdConfig.acceptZones}. */
+  readonly acceptZones?: readonly string[];
+  /** See {@linkcode PvdConfig.encryption}. */
+  readonly encryption?: EncryptionPolicy;
+  /** See {@linkcode PvdConfig.rebind}. */
+  readonly rebind?: "block" | "off";
 }
 
 /** A DNS listen address (UDP and TCP). */
@@ -274,7 +315,15 @@ export interface Config {
   /** Extra trust anchors for DoT/DoH and `/.well-known/pvd`. */
   readonly caFile?: string;
   /** Where PvDs are discovered besides the file. */
-  readonly discovery: { readonly ra: readonly string[]; readonly host: boolean };
+  readonly discovery: {
+    readonly ra: readonly string[];
+    readonly host: boolean;
+    /**
+     * Trust settings for discovered PvDs: the first entry whose `id` and `interface` match a
+     * discovered PvD gives it its settings. @default []
+     */
+    readonly pvdOptions?: readonly DiscoveredPvdOptions[];
+  };
   /** The PvDs. */
   readonly pvds: readonly PvdConfig[];
   /** Policy rules, first match wins. */
