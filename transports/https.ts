@@ -24,6 +24,7 @@ import { LeakBlockedError } from "../policy/leak_guard.ts";
 import type { ServerConfig } from "../resolver/config_types.ts";
 import { answersQuery } from "../resolver/upstream_wire.ts";
 import { trustAnchors } from "./_trust.ts";
+import { padMessage, QUERY_BLOCK } from "./padding.ts";
 import {
   abortError,
   type ExchangeOptions,
@@ -137,8 +138,10 @@ export class HttpsTransport implements Transport {
     const address = this.server.address ?? await this.#lookUp(signal);
     const port = this.server.port;
     this.#guard.check(this.#pvd, address, port, this.source); // every send
-    // RFC 8484 §4.1: ID 0 on the wire; the caller's ID is put back in the answer.
-    const wire = query.slice();
+    // RFC 8484 §4.1: ID 0 on the wire; the caller's ID is put back in the answer. Padded to a
+    // multiple of 128 octets (RFC 8467), so the length does not give the name away.
+    const padded = padMessage(query, QUERY_BLOCK);
+    const wire = padded === query ? query.slice() : padded;
     wire[0] = 0;
     wire[1] = 0;
     let status: number, type: string, body: Uint8Array;
@@ -152,7 +155,7 @@ export class HttpsTransport implements Transport {
       });
       status = res.statusCode;
       type = String(res.headers["content-type"] ?? "");
-      body = new Uint8Array(await res.body.arrayBuffer());
+      body = await readBody(res.body, MAX_ANSWER, signal, this.server.text);
     } catch (e) {
       if (signal.aborted) throw abortError(signal);
       if (this.#closed) throw new TransportError("closed", `${this.server.text}: transport closed`);
@@ -205,4 +208,37 @@ export class HttpsTransport implements Transport {
     for (const s of this.#sockets) s.destroy();
     this.#sockets.clear();
   }
+}
+
+/** The largest DNS message (RFC 8484 §6: a body is one message). */
+const MAX_ANSWER = 65535;
+
+/**
+ * The body's bytes, read while they stream: more than `max` fails at once (a hostile server
+ * cannot make pvdns buffer more than one message's worth).
+ */
+async function readBody(
+  body: AsyncIterable<Uint8Array> & { destroy(error?: Error): unknown },
+  max: number,
+  signal: AbortSignal,
+  context: string,
+): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  for await (const chunk of body) {
+    length += chunk.length;
+    if (length > max || signal.aborted) {
+      body.destroy();
+      if (signal.aborted) throw abortError(signal);
+      throw new TransportError("bad-answer", `${context}: the answer is longer than ${max} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
 }

@@ -12,7 +12,8 @@
 import tls from "node:tls";
 import { type StreamLimits, StreamTransport } from "./_stream.ts";
 import { trustAnchors } from "./_trust.ts";
-import type { Transport, TransportOptions } from "./transport.ts";
+import { padMessage, QUERY_BLOCK } from "./padding.ts";
+import type { ExchangeOptions, Transport, TransportOptions } from "./transport.ts";
 
 /** Options of {@linkcode TlsTransport}. */
 export interface TlsTransportOptions extends TransportOptions, StreamLimits {
@@ -59,5 +60,10 @@ export class TlsTransport extends StreamTransport implements Transport {
         return { socket, ready: "secureConnect" };
       },
     });
+  }
+
+  /** Sends `query` padded to a multiple of 128 octets (RFC 8467) and waits for its answer. */
+  override exchange(query: Uint8Array, options: ExchangeOptions): Promise<Uint8Array> {
+    return super.exchange(padMessage(query, QUERY_BLOCK), options);
   }
 }

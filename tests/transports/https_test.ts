@@ -133,3 +133,52 @@ Deno.test("https://HOST/PATH: HOST is looked up only through the same PvD's Do53
     await pki.remove();
   }
 });
+
+Deno.test("HttpsTransport: an answer body over 65,535 bytes is refused while it streams", async () => {
+  const pki = await makeTestPki();
+  const address = loopbackAddress();
+  let sent = 0;
+  const server = Deno.serve({
+    hostname: address,
+    port: 443,
+    cert: pki.good.cert,
+    key: pki.good.key,
+    onListen: () => {},
+  }, () => {
+    // 64 MiB in 64 KiB chunks, made as they are read: the client must stop reading early.
+    const chunk = new Uint8Array(65536);
+    const body = new ReadableStream<Uint8Array>({
+      pull(c) {
+        if (sent >= 1024) return c.close();
+        sent++;
+        c.enqueue(chunk);
+      },
+    });
+    return new Response(body, { headers: { "content-type": "application/dns-message" } });
+  });
+  const source = loopbackAddress({ port: 0 });
+  const s = parseServer(`https://${address}/dns-query#${pki.authName}`);
+  const guard = new LeakGuard([{ id: "p", sourceAddresses: [source], servers: [s] }]);
+  const t = new HttpsTransport({ pvd: "p", server: s, source, guard, ca: [pki.caPem] });
+  try {
+    const query = buildUpstreamQuery({
+      id: 3,
+      qname: "x.test.",
+      qtype: 1,
+      qclass: 1,
+      do: false,
+      cd: false,
+    });
+    await assert.rejects(
+      t.exchange(query, { signal: AbortSignal.timeout(5000) }),
+      (e) =>
+        e instanceof TransportError && e.reason === "bad-answer" &&
+        /longer than 65535/.test(e.message),
+    );
+    assert.ok(sent < 64, `the server made only ${sent} of 1,024 chunks`);
+  } finally {
+    await t.close();
+    await server.shutdown();
+    await pki.remove();
+  }
+});
