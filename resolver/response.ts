@@ -7,7 +7,13 @@
  */
 
 import type { TtlRules } from "./config_types.ts";
-import { rebuildResponse, relevantRecords, type WalkedResponse, walkResponse } from "./scrub.ts";
+import {
+  rebuildResponse,
+  relevantRecords,
+  type WalkedResponse,
+  walkResponse,
+  type WireRecord,
+} from "./scrub.ts";
 import { buildReply, Flags, Rcode, Type, writeOpt } from "./wire.ts";
 import type { Query } from "./wire.ts";
 
@@ -30,6 +36,18 @@ export interface StoredResponse {
   readonly kind: "positive" | "negative" | "servfail" | "other";
 }
 
+/** Options of {@linkcode indexResponse}: what of the answer is believed (`answer_trust.ts`). */
+export interface IndexOptions {
+  /** Keep the upstream's AD bit; otherwise it is cleared. @default false */
+  readonly trustAd?: boolean;
+  /** A record for which this returns false is dropped (rebinding protection). */
+  readonly keepRecord?: (wire: Uint8Array, record: WireRecord) => boolean;
+  /** Told how many records `keepRecord` dropped, when it dropped any. */
+  readonly onDropped?: (records: number) => void;
+}
+
+const NO_INDEX_OPTIONS: IndexOptions = Object.freeze({});
+
 /** Why an upstream response was not accepted. */
 export class BadResponseError extends Error {
   /** Creates the error. */
@@ -51,10 +69,26 @@ export class BadResponseError extends Error {
  *
  * @throws {BadResponseError} when the message cannot be walked
  */
-export function indexResponse(wire: Uint8Array, now: number, cache: TtlRules): StoredResponse {
+export function indexResponse(
+  wire: Uint8Array,
+  now: number,
+  cache: TtlRules,
+  options: IndexOptions = NO_INDEX_OPTIONS,
+): StoredResponse {
   let msg = walkResponse(wire);
   if (typeof msg === "string") throw new BadResponseError(msg);
   const keep = relevantRecords(wire, msg);
+  const keepRecord = options.keepRecord;
+  if (keepRecord) {
+    let dropped = 0;
+    for (let i = 0; i < keep.length; i++) {
+      if (keep[i] && !keepRecord(wire, msg.records[i]!)) {
+        keep[i] = false;
+        dropped++;
+      }
+    }
+    if (dropped > 0) options.onDropped?.(dropped);
+  }
   let stored: Uint8Array;
   const firstDropped = keep.indexOf(false);
   if (firstDropped < 0 || keep.indexOf(true, firstDropped) < 0) {
@@ -85,6 +119,8 @@ export function indexResponse(wire: Uint8Array, now: number, cache: TtlRules): S
     msg = walkResponse(stored) as WalkedResponse;
   }
 
+  // RFC 4035 §4.9.3: AD is worth something only from a resolver the config says it trusts.
+  if (!options.trustAd) stored[3]! &= ~Flags.AD;
   const dv = new DataView(stored.buffer);
   const rcode = dv.getUint16(2) & 0xf;
   const an = dv.getUint16(6);

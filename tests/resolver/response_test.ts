@@ -141,7 +141,8 @@ Deno.test("renderResponse() patches ID, question case, TTLs and EDNS", () => {
     questions: [{ name: "www.example.org", type: "A", class: "IN" }],
     answers: [{ type: "A", name: "www.example.org", ttl: 120, data: "192.0.2.7" }],
   });
-  const stored = indexResponse(wire, 10_000, CACHE);
+  // A PvD whose config trusts its resolver's AD (answer_trust_test.ts covers the default).
+  const stored = indexResponse(wire, 10_000, CACHE, { trustAd: true });
   const q = query("WWW.Example.org", "A", { id: 555, edns: 1232 });
   const out = dec(renderResponse(stored, q, 10_000 + 31_500, 1232));
   assert.equal(out.id, 555);
