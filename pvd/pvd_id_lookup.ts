@@ -4,8 +4,8 @@
  * name resolution of the PvD ID … MUST be performed using the considered PvD").
  *
  * Every query goes through the same parts as the stub's upstream queries: `buildUpstreamQuery`,
- * a {@linkcode UdpTransport} (random ID, a random port carrying at most 64 queries, answer matched by ID
- * and question) and a {@linkcode LeakGuard} that knows only this PvD, so a query to any other server,
+ * a {@linkcode UdpTransport} (random ID, a fresh random port per query, answer matched by ID and
+ * question) and a {@linkcode LeakGuard} that knows only this PvD, so a query to any other server,
  * or from any other address, is refused before it is sent.
  *
  * @module

@@ -25,6 +25,7 @@
 
 import ipaddr from "ipaddr.js";
 import { setImmediate } from "node:timers";
+import { descriptorOf, sockaddr } from "../transports/socket_fd.ts";
 import type { ListenerConfig } from "./config_types.ts";
 import { type DnsListener, MAX_UDP_QUERY, type QueryHandler } from "./listeners.ts";
 
@@ -37,9 +38,9 @@ const SYMBOLS = {
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
 } as const;
 
-const AF_INET = 2, AF_INET6 = 10, SOCK_DGRAM = 2;
+const AF_INET = 2;
 const MSG_DONTWAIT = 0x40, MSG_TRUNC = 0x20;
-const SOL_SOCKET = 1, SO_TYPE = 3, SO_RCVBUF = 8, SO_RCVBUFFORCE = 33;
+const SOL_SOCKET = 1, SO_RCVBUF = 8, SO_RCVBUFFORCE = 33;
 /**
  * Receive buffer asked for: room for a few thousand queries, so that a pause of the event loop
  * (a garbage collection, a burst of upstream answers) is absorbed instead of dropping queries.
@@ -78,16 +79,6 @@ function loadLibc(): Libc | null {
 export function mmsgAvailable(): boolean {
   if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return false;
   return loadLibc() !== null;
-}
-
-function sockaddr(address: string, port: number): Uint8Array {
-  const ip = ipaddr.parse(address);
-  const out = new Uint8Array(ip.kind() === "ipv4" ? 16 : 28);
-  const dv = new DataView(out.buffer);
-  dv.setUint16(0, ip.kind() === "ipv4" ? AF_INET : AF_INET6, true);
-  dv.setUint16(2, port); // network order
-  out.set(ip.toByteArray(), ip.kind() === "ipv4" ? 4 : 8);
-  return out;
 }
 
 const v4Names = new Map<number, string>();
@@ -133,42 +124,6 @@ function receiveBufferOf(l: Libc, fd: number): number {
   const len = new Uint32Array([4]);
   l.getsockopt(fd, SOL_SOCKET, SO_RCVBUF, new Uint8Array(out.buffer), new Uint8Array(len.buffer));
   return out[0]!;
-}
-
-/**
- * The descriptor of the UDP socket bound to exactly `want` (family, port, address), found by
- * asking each open descriptor for its bound address: Deno does not tell a socket's descriptor.
- * Only one socket can be bound there (the listener's: pvdns binds without SO_REUSEADDR).
- * Descriptors are handed out lowest first, so the scan ends soon (a full scan of 65,536 takes
- * ~20 ms, and only happens if the socket is not found).
- */
-function descriptorOf(l: Libc, want: Uint8Array): number {
-  const name = new Uint8Array(NAME);
-  const len = new Uint32Array(1);
-  const type = new Int32Array(1);
-  const typeLen = new Uint32Array(1);
-  const [from, to] = want.length === 16 ? [4, 8] : [8, 24];
-  const lenBytes = new Uint8Array(len.buffer);
-  for (let fd = 0; fd < 65536; fd++) {
-    len[0] = NAME;
-    if (l.getsockname(fd, name, lenBytes) !== 0) continue; // not open, or not a socket
-    if (len[0] !== want.length) continue;
-    let same = true;
-    for (let i = 0; i < to && same; i++) {
-      if ((i < 4 || i >= from) && name[i] !== want[i]) same = false;
-    }
-    if (!same) continue;
-    typeLen[0] = 4;
-    l.getsockopt(
-      fd,
-      SOL_SOCKET,
-      SO_TYPE,
-      new Uint8Array(type.buffer),
-      new Uint8Array(typeLen.buffer),
-    );
-    if (type[0] === SOCK_DGRAM) return fd;
-  }
-  return -1;
 }
 
 /** Binds a batched UDP listener and serves queries until closed. */

@@ -48,10 +48,29 @@ function writeName(name: string): number {
   return n;
 }
 
-/** Builds an upstream query: fresh ID, RD, the client's CD and DO, our EDNS buffer size. */
-export function buildUpstreamQuery(
-  o: { id: number; qname: string; qtype: number; qclass: number; do: boolean; cd: boolean },
-): Uint8Array {
+/** What {@linkcode buildUpstreamQuery} writes. */
+export interface UpstreamQuerySpec {
+  /** The query ID: a fresh random one ({@linkcode randomQueryId}). */
+  readonly id: number;
+  /** Presentation form, trailing dot, `\DDD` escapes. */
+  readonly qname: string;
+  /** Question type. */
+  readonly qtype: number;
+  /** Question class. */
+  readonly qclass: number;
+  /** DNSSEC OK in the OPT record: the client's. */
+  readonly do: boolean;
+  /** Checking Disabled: the client's. */
+  readonly cd: boolean;
+  /** 0x20: give each letter of the name a random case (`upstream.caseRandomisation`). */
+  readonly randomCase?: boolean;
+}
+
+/**
+ * Builds an upstream query: fresh ID, RD, the client's CD and DO, our EDNS buffer size; with
+ * `randomCase`, each letter of the name in a case drawn from the system's CSPRNG.
+ */
+export function buildUpstreamQuery(o: UpstreamQuerySpec): Uint8Array {
   const nameLength = writeName(o.qname);
   const out = new Uint8Array(12 + nameLength + 4 + 11);
   const flags = Flags.RD | (o.cd ? Flags.CD : 0);
@@ -62,6 +81,7 @@ export function buildUpstreamQuery(
   out[5] = 1; // one question
   out[11] = 1; // one additional record: the OPT
   for (let i = 0; i < nameLength; i++) out[12 + i] = NAME_OUT[i]!;
+  if (o.randomCase) randomiseCase(out, 12);
   const at = 12 + nameLength;
   out[at] = o.qtype >> 8;
   out[at + 1] = o.qtype & 0xff;
@@ -71,15 +91,57 @@ export function buildUpstreamQuery(
   return out;
 }
 
-/** True when `answer` is a response to `query` (same ID and same question, name case aside). */
-export function answersQuery(query: Uint8Array, answer: Uint8Array): boolean {
+/** Random query IDs, drawn from the system's CSPRNG 256 at a time (one op call per 256 queries). */
+const ids = new Uint16Array(256);
+let idsLeft = 0;
+
+/** A random query ID (RFC 5452 §9.2). */
+export function randomQueryId(): number {
+  if (idsLeft === 0) {
+    crypto.getRandomValues(ids);
+    idsLeft = ids.length;
+  }
+  return ids[--idsLeft]!;
+}
+
+/** Random bits for 0x20, drawn 2,048 at a time (one op call per ~200 names). */
+const caseBits = new Uint8Array(256);
+let caseBitsLeft = 0;
+
+/** Gives every ASCII letter of the uncompressed wire name at `off` a random case. */
+function randomiseCase(buf: Uint8Array, off: number): void {
+  for (let len = buf[off]!; len !== 0 && len < 64; len = buf[off]!) {
+    for (let i = off + 1; i <= off + len; i++) {
+      const lower = buf[i]! | 0x20;
+      if (lower < 0x61 || lower > 0x7a) continue;
+      if (caseBitsLeft === 0) {
+        crypto.getRandomValues(caseBits);
+        caseBitsLeft = caseBits.length * 8;
+      }
+      caseBitsLeft--;
+      const bit = (caseBits[caseBitsLeft >> 3]! >> (caseBitsLeft & 7)) & 1;
+      buf[i] = bit ? lower & ~0x20 : lower;
+    }
+    off += len + 1;
+  }
+}
+
+/**
+ * True when `answer` is a response to `query`: same ID and same question, letter case aside,
+ * or exactly (0x20) with `exactCase`.
+ */
+export function answersQuery(query: Uint8Array, answer: Uint8Array, exactCase = false): boolean {
   if (answer.length < 12 || query.length < 12) return false;
   if (answer[0] !== query[0] || answer[1] !== query[1] || !(answer[2]! & 0x80)) return false;
   if (answer[4] !== 0 || answer[5] !== 1) return false;
-  const end = skipName(query, 12) + 4;
+  const nameEnd = skipName(query, 12);
+  const end = nameEnd + 4;
   if (end < 16 || end > answer.length) return false;
   for (let i = 12; i < end; i++) {
     let a = answer[i]!, b = query[i]!;
+    if (a === b) continue;
+    if (exactCase || i >= nameEnd) return false; // QTYPE and QCLASS are numbers, not letters
+
     if (a >= 0x41 && a <= 0x5a) a += 0x20;
     if (b >= 0x41 && b <= 0x5a) b += 0x20;
     if (a !== b) return false;

@@ -34,10 +34,29 @@ export class TransportError extends Error {
   }
 }
 
+/**
+ * An answer whose question matches the query's only when letter case is ignored, to a query
+ * sent with random case (0x20): the server does not keep case, or the answer is forged.
+ */
+export class CaseMismatchError extends TransportError {
+  /** Creates the error (reason `bad-answer`). */
+  constructor(message: string) {
+    super("bad-answer", message);
+    this.name = "CaseMismatchError";
+  }
+}
+
 /** Options of one exchange. */
 export interface ExchangeOptions {
   /** Aborting gives up the exchange and releases what only it used. */
   readonly signal: AbortSignal;
+  /**
+   * The query's name has random letter case (0x20, `upstream.caseRandomisation`): an answer must
+   * repeat it exactly. One whose question differs only in case fails the exchange at once with
+   * a {@linkcode CaseMismatchError}. Only the UDP wire checks it: over TCP, DoT and DoH an
+   * off-path attacker cannot answer in the server's place. @default false
+   */
+  readonly exactCase?: boolean;
 }
 
 /** One upstream server of one PvD over one wire, bound to one of that PvD's source addresses. */
@@ -73,7 +92,21 @@ export interface TransportOptions {
   readonly source: string;
   /** The leak guard. */
   readonly guard: SendGuard;
+  /**
+   * Told of each datagram that reached a query's UDP socket and did not answer it: from another
+   * address or port, with another ID, or with another question (a forged answer, a late one
+   * already given up, or junk). `burstPorts` is 0, except when a warning is due: then the
+   * number of ports that took {@linkcode SPOOF_BURST} or more such datagrams since the last
+   * warning (the first one warns at once, later ones at most every 10 s).
+   */
+  readonly onUnexpectedAnswer?: (burstPorts: number) => void;
 }
+
+/**
+ * Datagrams on one query's port that did not answer it, from which the port counts as sprayed
+ * (a sign that someone is forging answers, RFC 5452 §9.1).
+ */
+export const SPOOF_BURST = 8;
 
 /** Turns an abort into a TransportError (timeout or closed). */
 export function abortError(signal: AbortSignal): TransportError {

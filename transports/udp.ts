@@ -1,50 +1,80 @@
 /**
- * Do53 over UDP (RFC 1035), from sockets bound to the PvD's source address, each on a random
- * port the kernel picks, and each carrying a bounded number of queries for a bounded time before
- * the next one takes over (see {@linkcode MAX_QUERIES_PER_PORT}). Every query has a random ID;
- * only a datagram from the server's address and port, with a waiting query's ID and question, is
- * accepted; anything else is ignored and the wait goes on.
+ * Do53 over UDP (RFC 1035): every query goes out from a socket of its own, on a fresh random
+ * port bound to the PvD's source address, and that socket is closed once the query is answered
+ * or given up (RFC 5452 §9.2: an off-path attacker must guess the port as well as the ID, and a
+ * port he learned is of no use for the next query).
  *
- * Why not one socket per query (as in pvdns 0.1): binding and closing a socket cost about 20 µs
- * of the event loop per cache miss, on the path of the answer, and the runtime's allocations
- * around each socket were about a third of the memory a cache miss left behind (issue 7). CoreDNS's
- * `forward` keeps its UDP sockets for 10 s; pvdns keeps a port for at most 64 queries or 2 s, so
- * a port an off-path attacker would have to find (RFC 5452 §9.2) is gone again soon.
+ * Why no longer one port for many queries (a port used to carry up to 64 queries over 2 s): at
+ * 1,000 queries/s that was 32 distinct ports per 2,000 queries, and in a namespace an attacker
+ * who learned a port once had 4 of 5 forged answers taken during its life (issue 13).
+ *
+ * Why socket setup is still not on the answer's path (binding and closing were ~20 µs of each
+ * miss when pvdns 0.1 did them per query): sockets are bound ahead of need, a few spares per
+ * transport, and a query takes one. Used sockets are closed and spares bound again in a later
+ * task of the event loop (`setImmediate`) after an answer has been handed on, so after the reply
+ * to the client has gone. The spares follow the most queries taken between two refills
+ * ({@linkcode MIN_SPARE_SOCKETS} to {@linkcode MAX_SPARE_SOCKETS}), back to the fewest after 10 s
+ * without a query. A query that finds no spare (the first, a burst beyond the spares) binds for
+ * itself; {@linkcode UdpTransport.bindsOnPath} counts those. The binding still costs CPU, only
+ * not while a client waits for this answer.
+ *
+ * Ports are the kernel's random draws from its ephemeral range; a port among the transport's
+ * last 2,048 is drawn again (`_udp_sockets.ts`).
+ *
+ * Which datagram is the answer. With FFI (`--allow-ffi`, Linux), each socket is `connect(2)`ed
+ * to the server when bound (`socket_fd.ts`): the kernel drops datagrams from other addresses and
+ * ports, a spare is emptied just before its query goes out, and an ICMP port unreachable fails
+ * the query with reason `refused` within 20 ms (Deno's receive does not wake on a socket error,
+ * so sockets waiting for an answer are asked for one). Without FFI (the daemon's start task) the
+ * sender's address and port are checked here, and a spare reads and drops what reaches it before
+ * its query (only a datagram read in the same turn of the event loop as the query is sent could
+ * still be compared with it). Either way only a datagram with the query's ID and question
+ * (letter for letter with 0x20, {@linkcode ExchangeOptions.exactCase}) is the answer; anything
+ * else is told to {@linkcode TransportOptions.onUnexpectedAnswer} and the wait goes on.
  *
  * @module
  */
 
+import { setImmediate } from "node:timers";
 import type { ServerConfig } from "../resolver/config_types.ts";
 import { answersQuery } from "../resolver/upstream_wire.ts";
+import { MAX_ANSWER, type QuerySocket, QuerySockets } from "./_udp_sockets.ts";
 import {
   abortError,
+  CaseMismatchError,
   type ExchangeOptions,
   type SendGuard,
+  SPOOF_BURST,
   type Transport,
   TransportError,
   type TransportOptions,
 } from "./transport.ts";
 
-/**
- * Largest UDP answer read. pvdns advertises 1,232 bytes upstream (RFC 9715); a longer datagram is
- * cut here and fails as a bad answer, like any other answer that does not parse.
- */
-const MAX_ANSWER = 4096;
-
-/** Queries one port carries before a fresh port takes over (default). */
-export const MAX_QUERIES_PER_PORT = 64;
-/** How long one port takes new queries, ms (default). */
-export const MAX_PORT_AGE_MS = 2000;
+/** Fewest sockets kept bound ahead of need, once the transport has been used. */
+export const MIN_SPARE_SOCKETS = 2;
+/** Most sockets kept bound ahead of need, by default. */
+export const MAX_SPARE_SOCKETS = 16;
+/** Spares beyond the fewest are closed after this long without a query, ms. */
+const SPARE_IDLE_MS = 10_000;
+/** Spoofing warnings of one transport are at least this far apart, ms. */
+const WARN_EVERY_MS = 10_000;
+/** How often connected sockets waiting for an answer are asked for an ICMP error, ms. */
+const REFUSAL_CHECK_MS = 20;
 
 /** Options of {@linkcode UdpTransport}. */
 export interface UdpTransportOptions extends TransportOptions {
-  /** Queries one port carries. @default {MAX_QUERIES_PER_PORT} */
-  readonly portQueries?: number;
-  /** How long one port takes new queries, ms. @default {MAX_PORT_AGE_MS} */
-  readonly portAgeMs?: number;
+  /**
+   * `connect(2)` each socket to the server through FFI. Default: when the ffi permission is
+   * granted on Linux (and the addresses have no zone). Without it the sender is checked here.
+   */
+  readonly connect?: boolean;
+  /** Most sockets kept bound ahead of need. @default {MAX_SPARE_SOCKETS} */
+  readonly maxSpareSockets?: number;
+  /** Spares beyond the fewest are closed after this long without a query, ms. @default 10000 */
+  readonly spareIdleMs?: number;
 }
 
-/** Do53 over UDP to one server of one PvD. */
+/** Do53 over UDP to one server of one PvD: one fresh socket per query. */
 export class UdpTransport implements Transport {
   /** Always `"udp"`. */
   readonly protocol = "udp" as const;
@@ -55,14 +85,29 @@ export class UdpTransport implements Transport {
   #pvd: string;
   #guard: SendGuard;
   #to: Deno.NetAddr;
-  #limits: PortLimits;
-  /** The port new queries go out from. */
-  #current: PortSocket | undefined;
-  /** Every port still open: the current one and retired ones still waiting for answers. */
-  #open = new Set<PortSocket>();
+  #onUnexpected: ((burstPorts: number) => void) | undefined;
+  #sockets: QuerySockets;
+  #maxSpares: number;
+  #spareIdleMs: number;
+  /** Bound (connected where possible), never used. */
+  #spares: QuerySocket[] = [];
+  #wantSpares = MIN_SPARE_SOCKETS;
+  #takenSinceRefill = 0;
+  #takenSinceTrim = 0;
+  /** Sockets whose query is over, closed by the next refill. */
+  #used: QuerySocket[] = [];
+  #inFlight = new Set<QuerySocket>();
+  /** Receive buffers of sockets no longer reading, for the next ones. */
+  #buffers: Uint8Array[] = [];
+  #refillDue = false;
+  #trimTimer: ReturnType<typeof setTimeout> | undefined;
+  #refusalTimer: ReturnType<typeof setTimeout> | undefined;
+  #burstPorts = 0;
+  #warnedAt = -Infinity;
+  #bindsOnPath = 0;
   #closed = false;
 
-  /** Creates the transport; no socket is opened until an exchange. */
+  /** Creates the transport; no socket is opened until an exchange passes the leak guard. */
   constructor(options: UdpTransportOptions) {
     if (!options.server.address) throw new TypeError("A UDP server needs an IP address");
     this.server = options.server;
@@ -70,14 +115,31 @@ export class UdpTransport implements Transport {
     this.#pvd = options.pvd;
     this.#guard = options.guard;
     this.#to = { transport: "udp", hostname: options.server.address, port: options.server.port };
-    this.#limits = {
-      queries: options.portQueries ?? MAX_QUERIES_PER_PORT,
-      ageMs: options.portAgeMs ?? MAX_PORT_AGE_MS,
-    };
+    this.#onUnexpected = options.onUnexpectedAnswer;
+    this.#maxSpares = Math.max(MIN_SPARE_SOCKETS, options.maxSpareSockets ?? MAX_SPARE_SOCKETS);
+    this.#spareIdleMs = options.spareIdleMs ?? SPARE_IDLE_MS;
+    this.#sockets = new QuerySockets({
+      source: options.source,
+      server: { ...options.server, address: options.server.address },
+      connect: options.connect,
+    });
   }
 
-  /** Sends `query` and waits for its answer. */
-  exchange(query: Uint8Array, { signal }: ExchangeOptions): Promise<Uint8Array> {
+  /** True when its sockets are connected to the server (FFI). */
+  get connected(): boolean {
+    return this.#sockets.connected;
+  }
+
+  /**
+   * Sockets bound inside an exchange because no spare was ready (the first query, a burst
+   * beyond the spares): the only binds on a query's path.
+   */
+  get bindsOnPath(): number {
+    return this.#bindsOnPath;
+  }
+
+  /** Sends `query` from a socket of its own and waits for its answer. */
+  exchange(query: Uint8Array, { signal, exactCase = false }: ExchangeOptions): Promise<Uint8Array> {
     if (this.#closed) {
       return Promise.reject(new TransportError("closed", `${this.server.text}: transport closed`));
     }
@@ -87,160 +149,185 @@ export class UdpTransport implements Transport {
       return Promise.reject(e);
     }
     if (signal.aborted) return Promise.reject(abortError(signal));
-    const id = query[0]! << 8 | query[1]!;
-    let port = this.#current;
-    if (!port || !port.takes(id, performance.now())) {
-      port?.retire();
+    let socket = this.#spares.pop();
+    if (socket) {
+      // What reached a connected spare before its query existed answers nothing.
+      for (let n = this.#sockets.drain(socket); n > 0; n--) this.#unexpected(socket);
+    } else {
       try {
-        port = this.#current = new PortSocket(
-          this.source,
-          this.#to,
-          this.#limits,
-          (p) => this.#open.delete(p),
-        );
+        socket = this.#sockets.bind();
       } catch (e) {
         const message = `cannot bind ${this.source}: ${(e as Error).message}`;
         return Promise.reject(new TransportError("closed", message));
       }
-      this.#open.add(port);
+      this.#bindsOnPath++;
     }
-    return port.exchange(id, query, signal);
+    this.#takenSinceRefill++;
+    this.#takenSinceTrim++;
+    return this.#ask(socket, query, signal, exactCase);
   }
 
-  /** Closes every socket; queries in flight fail. */
+  /** Closes every socket; queries in flight fail with reason `closed`. */
   close(): Promise<void> {
     this.#closed = true;
-    this.#current = undefined;
-    for (const p of this.#open) p.close();
-    this.#open.clear();
+    clearTimeout(this.#trimTimer);
+    clearTimeout(this.#refusalTimer);
+    this.#trimTimer = this.#refusalTimer = undefined;
+    for (const s of [...this.#inFlight]) s.end?.(new TransportError("closed", "transport closed"));
+    this.#sockets.close(this.#spares);
+    this.#sockets.close(this.#used);
+    this.#spares.length = 0;
+    this.#used.length = 0;
     return Promise.resolve();
   }
-}
 
-/** When a port stops taking new queries. */
-interface PortLimits {
-  readonly queries: number;
-  readonly ageMs: number;
-}
-
-/** A query waiting for its answer on one port. */
-interface Waiter {
-  readonly query: Uint8Array;
-  readonly resolve: (answer: Uint8Array) => void;
-  readonly reject: (error: unknown) => void;
-  readonly signal: AbortSignal;
-  readonly onAbort: () => void;
-}
-
-/**
- * One bound socket and the queries waiting on it, by ID. One receive is pending while any query
- * waits; a retired port takes no new query and closes once its last one is answered or gone.
- */
-class PortSocket {
-  #conn: Deno.DatagramConn;
-  #to: Deno.NetAddr;
-  #limits: PortLimits;
-  #waiting = new Map<number, Waiter>();
-  #buffer = new Uint8Array(MAX_ANSWER);
-  #uses = 0;
-  #born = performance.now();
-  #reading = false;
-  #retired = false;
-  #closed = false;
-  #onClose: (p: PortSocket) => void;
-
-  constructor(
-    source: string,
-    to: Deno.NetAddr,
-    limits: PortLimits,
-    onClose: (p: PortSocket) => void,
-  ) {
-    this.#conn = Deno.listenDatagram({ hostname: source, port: 0, transport: "udp" });
-    this.#to = to;
-    this.#limits = limits;
-    this.#onClose = onClose;
-  }
-
-  /** Whether a query with `id` may go out from this port now. */
-  takes(id: number, now: number): boolean {
-    return !this.#retired && this.#uses < this.#limits.queries &&
-      now - this.#born < this.#limits.ageMs && !this.#waiting.has(id);
-  }
-
-  exchange(id: number, query: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
-    this.#uses++;
+  #ask(
+    socket: QuerySocket,
+    query: Uint8Array,
+    signal: AbortSignal,
+    exactCase: boolean,
+  ): Promise<Uint8Array> {
     return new Promise<Uint8Array>((resolve, reject) => {
-      const onAbort = () => {
-        if (this.#waiting.get(id)?.query !== query) return;
-        this.#waiting.delete(id);
-        reject(abortError(signal));
-        this.#closeIfDone();
+      const end = (error: unknown, answer?: Uint8Array) => {
+        if (socket.over) return;
+        socket.over = true;
+        socket.end = undefined;
+        signal.removeEventListener("abort", onAbort);
+        this.#inFlight.delete(socket);
+        if (answer) resolve(answer);
+        else reject(error);
+        this.#done(socket);
       };
-      this.#waiting.set(id, { query, resolve, reject, signal, onAbort });
+      const onAbort = () => end(abortError(signal));
+      socket.query = query;
+      socket.exactCase = exactCase;
+      socket.end = end;
+      this.#inFlight.add(socket);
       signal.addEventListener("abort", onAbort, { once: true });
-      this.#conn.send(query, this.#to).catch((e) => this.#fail(id, query, e));
-      if (!this.#reading) this.#read();
+      socket.conn.send(query, this.#to).catch((e) => end(socketError(e, signal)));
+      if (!socket.reading) this.#read(socket);
+      if (socket.fd >= 0 && this.#refusalTimer === undefined) this.#armRefusalCheck();
     });
   }
 
-  retire(): void {
-    this.#retired = true;
-    this.#closeIfDone();
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
+  /**
+   * Reads `socket` until its query is over. Before it has a query (a spare), whatever it reads is
+   * unexpected: nothing sent to it early waits to be taken for the answer.
+   */
+  async #read(socket: QuerySocket): Promise<void> {
+    socket.reading = true;
+    const buffer = this.#buffers.pop() ?? new Uint8Array(MAX_ANSWER);
+    const { hostname, port } = this.#to;
     try {
-      this.#conn.close();
-    } catch { /* already closed */ }
-    for (const [id, w] of this.#waiting) {
-      this.#waiting.delete(id);
-      w.signal.removeEventListener("abort", w.onAbort);
-      w.reject(new TransportError("closed", "transport closed"));
-    }
-    this.#onClose(this);
-  }
-
-  async #read(): Promise<void> {
-    this.#reading = true;
-    const port = this.#to.port, address = this.#to.hostname;
-    try {
-      while (this.#waiting.size > 0 && !this.#closed) {
-        const [data, from] = await this.#conn.receive(this.#buffer);
+      while (!socket.over) {
+        const [data, from] = await socket.conn.receive(buffer);
+        if (socket.over) break; // given up meanwhile: a late answer is not an unexpected one
         const f = from as Deno.NetAddr;
-        if (data.length < 12 || f.port !== port || !sameAddress(f.hostname, address)) continue;
-        const id = data[0]! << 8 | data[1]!;
-        const w = this.#waiting.get(id);
-        if (!w || !answersQuery(w.query, data)) continue;
-        this.#waiting.delete(id);
-        w.signal.removeEventListener("abort", w.onAbort);
-        w.resolve(data.slice()); // the buffer is read into again
+        const { end, query, exactCase } = socket;
+        if (end && query && f.port === port && sameAddress(f.hostname, hostname)) {
+          if (answersQuery(query, data, exactCase)) return end(undefined, data.slice());
+          if (exactCase && answersQuery(query, data)) {
+            return end(new CaseMismatchError(`${this.server.text} did not keep the name's case`));
+          }
+        }
+        this.#unexpected(socket);
       }
     } catch (e) {
-      this.#retired = true; // a socket that failed once takes no new query
-      for (const [id, w] of this.#waiting) this.#fail(id, w.query, e);
+      socket.end?.(socketError(e, undefined));
     } finally {
-      this.#reading = false;
+      socket.reading = false;
+      // Only now that no receive is pending into it (the runtime writes into it until then).
+      if (this.#buffers.length < this.#maxSpares) this.#buffers.push(buffer);
     }
-    this.#closeIfDone();
   }
 
-  #fail(id: number, query: Uint8Array, e: unknown): void {
-    const w = this.#waiting.get(id);
-    if (!w || w.query !== query) return;
-    this.#waiting.delete(id);
-    w.signal.removeEventListener("abort", w.onAbort);
-    if (w.signal.aborted) return w.reject(abortError(w.signal));
-    const refused = e instanceof Deno.errors.ConnectionRefused;
-    w.reject(
-      new TransportError(refused ? "refused" : "closed", (e as Error).message, { cause: e }),
+  #armRefusalCheck(): void {
+    this.#refusalTimer = setTimeout(this.#checkRefusals, REFUSAL_CHECK_MS);
+    Deno.unrefTimer(this.#refusalTimer);
+  }
+
+  /** Fails the queries whose server answered with an ICMP error (connected sockets only). */
+  #checkRefusals = (): void => {
+    this.#refusalTimer = undefined;
+    let waiting = false;
+    for (const s of this.#inFlight) {
+      if (s.fd < 0) continue;
+      const reason = this.#sockets.icmpError(s);
+      if (!reason) waiting = true;
+      else s.end?.(new TransportError(reason, `${this.server.text}: ICMP error (${reason})`));
+    }
+    if (waiting && !this.#closed) this.#armRefusalCheck();
+  };
+
+  #unexpected(socket: QuerySocket): void {
+    let burstPorts = 0;
+    if (++socket.unexpected === SPOOF_BURST) {
+      this.#burstPorts++;
+      const now = performance.now();
+      if (now - this.#warnedAt >= WARN_EVERY_MS) {
+        burstPorts = this.#burstPorts;
+        this.#burstPorts = 0;
+        this.#warnedAt = now;
+      }
+    }
+    this.#onUnexpected?.(burstPorts);
+  }
+
+  /** `socket`'s query is over: it is closed, and spares bound, in a later task. */
+  #done(socket: QuerySocket): void {
+    if (this.#closed) return this.#sockets.close([socket]);
+    this.#used.push(socket);
+    if (this.#refillDue) return;
+    this.#refillDue = true;
+    setImmediate(this.#refill);
+  }
+
+  #refill = (): void => {
+    this.#refillDue = false;
+    if (this.#closed) return;
+    this.#sockets.close(this.#used);
+    this.#used.length = 0;
+    this.#wantSpares = Math.min(
+      this.#maxSpares,
+      Math.max(MIN_SPARE_SOCKETS, this.#takenSinceRefill, this.#wantSpares - 1),
     );
-  }
+    this.#takenSinceRefill = 0;
+    try {
+      while (this.#spares.length < this.#wantSpares) {
+        const spare = this.#sockets.bind();
+        this.#spares.push(spare);
+        // Unconnected, a receive pending ahead of the query reads and drops what reaches the
+        // spare early. A connected spare is emptied just before its query instead: a pending
+        // receive could have read a datagram just before the query and hand it over just after.
+        if (spare.fd < 0) this.#read(spare);
+      }
+    } catch { /* out of ports or descriptors: the next query binds for itself and says so */ }
+    if (this.#spares.length > MIN_SPARE_SOCKETS && this.#trimTimer === undefined) {
+      this.#takenSinceTrim = 0;
+      this.#trimTimer = setTimeout(this.#trim, this.#spareIdleMs);
+      Deno.unrefTimer(this.#trimTimer);
+    }
+  };
 
-  #closeIfDone(): void {
-    if (this.#retired && this.#waiting.size === 0) this.close();
-  }
+  /** Spares beyond the fewest are closed once no query took one for a while. */
+  #trim = (): void => {
+    this.#trimTimer = undefined;
+    if (this.#takenSinceTrim > 0) {
+      this.#takenSinceTrim = 0;
+      this.#trimTimer = setTimeout(this.#trim, this.#spareIdleMs);
+      Deno.unrefTimer(this.#trimTimer);
+      return;
+    }
+    this.#wantSpares = MIN_SPARE_SOCKETS;
+    this.#sockets.close(this.#spares.splice(0, this.#spares.length - MIN_SPARE_SOCKETS));
+  };
+}
+
+/** A failed send or receive: `refused` for an ICMP port unreachable, else `closed`. */
+function socketError(e: unknown, signal: AbortSignal | undefined): TransportError {
+  if (signal?.aborted) return abortError(signal);
+  const refused = e instanceof Deno.errors.ConnectionRefused;
+  return new TransportError(refused ? "refused" : "closed", (e as Error).message, { cause: e });
 }
 
 function sameAddress(a: string, b: string): boolean {

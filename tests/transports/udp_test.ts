@@ -2,13 +2,23 @@ import assert from "node:assert/strict";
 import { LeakGuard } from "../../policy/leak_guard.ts";
 import { parseServer } from "../../resolver/config_schema.ts";
 import { buildUpstreamQuery } from "../../resolver/upstream_wire.ts";
-import { UdpTransport, type UdpTransportOptions } from "../../transports/udp.ts";
+import {
+  MAX_SPARE_SOCKETS,
+  MIN_SPARE_SOCKETS,
+  UdpTransport,
+  type UdpTransportOptions,
+} from "../../transports/udp.ts";
 import { delayedUdpUpstream } from "../_support/fake_servers.ts";
 import { loopbackAddress } from "../_support/loopback.ts";
-import { socketsOf } from "../_support/sockets.ts";
+import { socketsOf, waitForSockets } from "../_support/sockets.ts";
 import { runTransportContract } from "./_contract.ts";
 
 runTransportContract({ name: "UdpTransport", protocol: "udp", create: (o) => new UdpTransport(o) });
+runTransportContract({
+  name: "UdpTransport (unconnected, without FFI)",
+  protocol: "udp",
+  create: (o) => new UdpTransport({ ...o, connect: false }),
+});
 
 /** A real UDP server: answers at once, but holds back names starting with "la" for `lateMs`. */
 function recordingServer(address: string, lateMs = 0) {
@@ -34,42 +44,87 @@ function query(id: number, qname: string): Uint8Array {
   return buildUpstreamQuery({ id, qname, qtype: 1, qclass: 1, do: false, cd: false });
 }
 
-Deno.test("UdpTransport: a port carries a bounded number of queries, then a fresh one takes over", async () => {
-  const { serverAddress, source, transport } = setup({ portQueries: 10 });
+/** A turn of the event loop, as between two client queries. */
+const nextTask = () => new Promise((r) => setTimeout(r, 0));
+
+/** The local ports of the UDP sockets this process holds on `source`. */
+async function heldPorts(source: string): Promise<number[]> {
+  return (await socketsOf(source)).filter((s) => s.proto === "udp").map((s) =>
+    Number(s.local.slice(s.local.lastIndexOf(":") + 1))
+  );
+}
+
+for (const connect of [true, false]) {
+  const mode = connect ? "connected" : "unconnected";
+  Deno.test(`UdpTransport (${mode}): every query has a port of its own, bound before it came`, async () => {
+    const { serverAddress, source, transport } = setup({ connect });
+    const server = recordingServer(serverAddress);
+    try {
+      assert.equal(transport.connected, connect);
+      for (let i = 0; i < 200; i++) {
+        const answer = await transport.exchange(query(i, `q${i}.udp.test.`), {
+          signal: AbortSignal.timeout(2000),
+        });
+        assert.equal(answer[0]! << 8 | answer[1]!, i);
+        await nextTask();
+      }
+      assert.equal(server.ports.length, 200);
+      assert.equal(new Set(server.ports).size, 200, "no port carried two queries");
+      // Only the first query found no spare: every other socket was bound off its path.
+      assert.equal(transport.bindsOnPath, 1);
+      // What is still held are spares: none of them ever carried a query.
+      const held = await heldPorts(source);
+      assert.ok(held.length <= MIN_SPARE_SOCKETS + 1, `spares held: ${held}`);
+      for (const p of held) assert.ok(!server.ports.includes(p), `port ${p} was used and kept`);
+    } finally {
+      await transport.close();
+      await server.close();
+    }
+    assert.deepEqual(await socketsOf(source), []);
+  });
+}
+
+Deno.test("UdpTransport: many queries at once each get a port and an answer of their own", async () => {
+  const { serverAddress, transport } = setup();
   const server = recordingServer(serverAddress);
   try {
-    for (let i = 0; i < 35; i++) {
-      const answer = await transport.exchange(query(i, `q${i}.udp.test.`), {
-        signal: AbortSignal.timeout(2000),
-      });
-      assert.equal(answer[0]! << 8 | answer[1]!, i);
+    const ids = Array.from({ length: 50 }, (_, i) => 1000 + i * 7);
+    const answers = await Promise.all(
+      ids.map((id) =>
+        transport.exchange(query(id, `m${id}.udp.test.`), { signal: AbortSignal.timeout(2000) })
+      ),
+    );
+    for (const [i, a] of answers.entries()) {
+      assert.equal(a[0]! << 8 | a[1]!, ids[i]);
+      assert.equal(new TextDecoder().decode(a.subarray(13, 13 + a[12]!)), `m${ids[i]}`);
     }
-    const perPort = new Map<number, number>();
-    for (const p of server.ports) perPort.set(p, (perPort.get(p) ?? 0) + 1);
-    assert.deepEqual([...perPort.values()], [10, 10, 10, 5], JSON.stringify([...perPort]));
-    // Retired ports were closed once answered: only the current one is still held.
-    const held = (await socketsOf(source)).filter((s) => s.proto === "udp");
-    assert.equal(held.length, 1, JSON.stringify(held));
+    assert.equal(new Set(server.ports).size, 50);
   } finally {
     await transport.close();
     await server.close();
   }
-  assert.deepEqual(await socketsOf(source), []);
 });
 
-Deno.test("UdpTransport: a port stops taking queries when it is older than portAgeMs", async () => {
-  const { serverAddress, transport } = setup({ portAgeMs: 150 });
+Deno.test("UdpTransport: spares follow a burst up to their bound, and go back down when idle", async () => {
+  const { serverAddress, source, transport } = setup({ spareIdleMs: 300 });
   const server = recordingServer(serverAddress);
   try {
-    const ask = (i: number) =>
-      transport.exchange(query(i, `a${i}.udp.test.`), { signal: AbortSignal.timeout(2000) });
-    await ask(1);
-    await ask(2);
-    await new Promise((r) => setTimeout(r, 200));
-    await ask(3);
-    assert.equal(server.ports.length, 3);
-    assert.equal(server.ports[0], server.ports[1], "one port for queries in a row");
-    assert.notEqual(server.ports[2], server.ports[1], "a fresh port after portAgeMs");
+    for (let round = 0; round < 3; round++) {
+      await Promise.all(
+        Array.from(
+          { length: 40 },
+          (_, i) =>
+            transport.exchange(query(i, `b${round}-${i}.udp.test.`), {
+              signal: AbortSignal.timeout(2000),
+            }),
+        ),
+      );
+      await nextTask();
+    }
+    const grown = await heldPorts(source);
+    assert.equal(grown.length, MAX_SPARE_SOCKETS, `spares after bursts of 40: ${grown.length}`);
+    const idle = await waitForSockets(source, (held) => held.length === MIN_SPARE_SOCKETS, 3000);
+    assert.equal(idle.length, MIN_SPARE_SOCKETS, JSON.stringify(idle));
   } finally {
     await transport.close();
     await server.close();
@@ -85,34 +140,13 @@ Deno.test("UdpTransport: an answer that comes after its query gave up is not tak
       transport.exchange(query(7, "late.udp.test."), { signal: AbortSignal.timeout(100) }),
       (e: Error) => e.name === "TransportError",
     );
-    // Held back too: the first one's answer (same ID, another question) arrives while this one
+    // Held back too: the first one's answer (same ID, another question) comes while this one
     // waits, and must not be taken for it.
     const answer = await transport.exchange(query(7, "lateb.udp.test."), {
       signal: AbortSignal.timeout(2000),
     });
-    assert.equal(server.ports[0], server.ports[1], "both went out from one port");
+    assert.notEqual(server.ports[0], server.ports[1], "each went out from a port of its own");
     assert.equal(new TextDecoder().decode(answer.subarray(13, 18)), "lateb");
-  } finally {
-    await transport.close();
-    await server.close();
-  }
-});
-
-Deno.test("UdpTransport: many queries at once on one port each get their own answer", async () => {
-  const { serverAddress, transport } = setup();
-  const server = recordingServer(serverAddress);
-  try {
-    const ids = Array.from({ length: 50 }, (_, i) => 1000 + i * 7);
-    const answers = await Promise.all(
-      ids.map((id) =>
-        transport.exchange(query(id, `m${id}.udp.test.`), { signal: AbortSignal.timeout(2000) })
-      ),
-    );
-    for (const [i, a] of answers.entries()) {
-      assert.equal(a[0]! << 8 | a[1]!, ids[i]);
-      assert.equal(new TextDecoder().decode(a.subarray(13, 13 + a[12]!)), `m${ids[i]}`);
-    }
-    assert.equal(new Set(server.ports).size, 1);
   } finally {
     await transport.close();
     await server.close();
