@@ -165,14 +165,35 @@ export interface Programs {
 }
 
 /** NSD, authoritative for the zone, rate limiting off, one server process. */
-export async function startNsd(
+export function startNsd(
   p: Programs,
   address: string,
   plan: ZonePlan,
   core: number,
 ): Promise<Daemon> {
+  return startNsdZone(p, { address, origin: plan.origin, zone: zoneText(plan, address), core });
+}
+
+/** What {@linkcode startNsdZone} serves. */
+export interface NsdZone {
+  readonly address: string;
+  /** The zone's origin, e.g. `perf.example.`. */
+  readonly origin: string;
+  /** The zone file's text. */
+  readonly zone: string;
+  readonly core: number;
+  /** NSD's `tcp-count` (connections at once). @default NSD's own */
+  readonly tcpCount?: number;
+}
+
+/** NSD serving one zone file of the caller's, rate limiting off, one server process. */
+export async function startNsdZone(
+  p: Pick<Programs, "nsd" | "taskset">,
+  z: NsdZone,
+): Promise<Daemon> {
+  const { address } = z;
   const dir = await Deno.makeTempDir({ prefix: "pvdns-bench-nsd-" });
-  await Deno.writeTextFile(`${dir}/zone`, zoneText(plan, address));
+  await Deno.writeTextFile(`${dir}/zone`, z.zone);
   await Deno.writeTextFile(
     `${dir}/nsd.conf`,
     `server:
@@ -191,10 +212,10 @@ export async function startNsd(
   verbosity: 0
   rrl-ratelimit: 0
   rrl-whitelist-ratelimit: 0
-remote-control:
+${z.tcpCount === undefined ? "" : `  tcp-count: ${z.tcpCount}\n`}remote-control:
   control-enable: no
 zone:
-  name: ${plan.origin}
+  name: ${z.origin}
   zonefile: "${dir}/zone"
 `,
   );
@@ -202,7 +223,7 @@ zone:
     name: "nsd",
     address,
     argv: [p.nsd, "-d", "-c", `${dir}/nsd.conf`],
-    core,
+    core: z.core,
     taskset: p.taskset,
     dir,
     readyTimeoutMs: 30_000,

@@ -156,9 +156,10 @@ export async function startUnbound(options: UnboundOptions): Promise<Unbound> {
     if (!(options.redirectZones ?? []).includes(z)) conf.push(`  local-zone: "${z}." static`);
   }
   for (const r of options.records ?? []) {
-    const value = r.type === "TXT" ? `"${r.value}"` : r.value;
+    const rr = `${r.name.replace(/\.$/, "")}. ${r.ttl ?? 300} IN ${r.type}`;
+    // A TXT value is quoted inside the line, which is then quoted with single quotes.
     conf.push(
-      `  local-data: "${r.name.replace(/\.$/, "")}. ${r.ttl ?? 300} IN ${r.type} ${value}"`,
+      r.type === "TXT" ? `  local-data: '${rr} "${r.value}"'` : `  local-data: "${rr} ${r.value}"`,
     );
   }
   if (options.forwardTo) {

@@ -1,10 +1,12 @@
 /**
- * The per-PvD cache's bounds: `cache.maxEntries` per PvD and `cache.maxTotalEntries` over all
- * PvDs (the fullest PvD gives up its oldest entry), and how long expired entries stay for
- * serve-stale.
+ * The per-PvD cache's entry bounds: `cache.maxEntries` per PvD and `cache.maxTotalEntries` over
+ * all PvDs (the fullest PvD gives up its oldest entry), how long expired entries stay for
+ * serve-stale, and where answers keep their bytes. The byte bounds are in
+ * cache_bytes_test.ts.
  */
 import assert from "node:assert/strict";
 import { CacheBudget, PvdCache } from "../../resolver/cache.ts";
+import { LARGE_CHUNK_BYTES } from "../../resolver/wire_slab.ts";
 import type { StoredResponse } from "../../resolver/response.ts";
 
 function entry(
@@ -17,7 +19,7 @@ function entry(
 
 Deno.test("CacheBudget: the total over every PvD holds; the fullest PvD gives up its oldest entry", () => {
   const caches: PvdCache[] = [];
-  const budget = new CacheBudget(4, () => caches);
+  const budget = new CacheBudget({ caches: () => caches, maxEntries: 4 });
   const home = new PvdCache({ maxEntries: 10, budget });
   const vpn = new PvdCache({ maxEntries: 10, budget });
   caches.push(home, vpn);
@@ -99,7 +101,15 @@ Deno.test("PvdCache keeps answers' bytes in shared chunks, and moves the survivo
     const want = i % 10 === 0 ? answer(i) : answer(i + 5000);
     assert.deepEqual(cache.get(`n${i}`, 0)?.wire, want.wire);
   }
-  // A big answer gets a buffer of its own, and stays whole.
-  cache.set("big", answer(1, 3000));
-  assert.deepEqual(cache.get("big", 0)?.wire, answer(1, 3000).wire);
+  // Longer answers go in large chunks, the longest get a buffer of their own; all stay whole.
+  const madeBeforeLarge = cache.chunksMade;
+  cache.set("long", answer(1, 3000));
+  assert.deepEqual(cache.get("long", 0)?.wire, answer(1, 3000).wire);
+  assert.equal(cache.get("long", 0)?.wire.buffer.byteLength, LARGE_CHUNK_BYTES);
+  assert.equal(cache.chunksMade, madeBeforeLarge + 1);
+  const own = new PvdCache({ maxEntries: 10, maxEntryBytes: 65535 });
+  own.set("big", answer(2, 40_000));
+  assert.deepEqual(own.get("big", 0)?.wire, answer(2, 40_000).wire);
+  assert.equal(own.get("big", 0)?.wire.buffer.byteLength, 40_000, "a buffer of its own");
+  assert.equal(own.chunksMade, 0);
 });

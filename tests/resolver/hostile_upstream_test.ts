@@ -391,9 +391,12 @@ Deno.test("hostile upstreams: every bad answer is discarded or handled by the ru
         },
         { id: "pvd-b.example", sourceAddresses: [SB], servers: [DB], dnsZones: ["other.test"] },
       ],
-      cache: { maxTtl: MAX_TTL },
+      // The 64 KB answer is cached like any other here (the default cap, 16 KiB, would not).
+      cache: { maxTtl: MAX_TTL, maxEntryBytes: 65535 },
       // maxFails 0: the hostile server is never marked down, so no probe muddles its log.
-      upstream: { timeoutMs: 300, deadlineMs: 1500, maxFails: 0 },
+      // 1 s per try: the hostile server runs in this process, and a busy machine (CI, other
+      // tests' daemons) once held its answer past 300 ms, so DA answered a case meant for it.
+      upstream: { timeoutMs: 1000, deadlineMs: 2500, maxFails: 0 },
     });
 
   try {
