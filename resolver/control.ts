@@ -1,5 +1,5 @@
 /**
- * The control API (HTTP, `Deno.serve`) and the plain metrics listener.
+ * The control API (HTTP, served by http_listener.ts) and the plain metrics listener.
  *
  * Control, on a Unix socket (mode 0660: file permissions decide who may use it) or on a
  * loopback TCP address (every request needs `Authorization: Bearer TOKEN`, else 401):
@@ -19,6 +19,12 @@
  * Errors are RFC 9457 problem documents (`application/problem+json`) whose `detail` names the
  * bad value. Metrics, on their own listener, answer only `GET /metrics`, without a token.
  *
+ * Bounds (issue 13): each listener holds at most `limits.httpConnections` connections, with the
+ * header, idle and request timers of http_listener.ts; a request body is refused with 413 when
+ * its `Content-Length` is over the endpoint's bound (65,535 bytes for DoH, `limits.httpBodyBytes`
+ * for the others) before a byte is read, and cut at the bound while it streams. The token is
+ * checked first: without it a request gets 401 and its body is never read.
+ *
  * This file holds the options, the routes, the bearer-token check and the event stream; the DNS
  * endpoints are in control_dns.ts, problem documents in http_problem.ts, the listener in
  * http_listener.ts.
@@ -30,10 +36,11 @@ import type { ReloadResult, Stub } from "./stub.ts";
 import { isLoopback, parseListenAddress } from "./config_schema.ts";
 import { normalizePvdId, pvdInfo } from "./pvd_info.ts";
 import { type DnsEndpointContext, dnsQuery, resolveJson, stubExchange } from "./control_dns.ts";
-import { type HttpListener, serveOn } from "./http_listener.ts";
+import { type HttpLimits, type HttpListener, serveOn } from "./http_listener.ts";
 import { json, problem } from "./http_problem.ts";
+import { declaredBodyProblem } from "./http_body.ts";
 
-export type { HttpListener } from "./http_listener.ts";
+export type { HttpLimits, HttpListener } from "./http_listener.ts";
 
 /** What asking the daemon to reload gave. */
 export type ReloadOutcome =
@@ -160,6 +167,8 @@ export function controlHandler(
     method: string[];
     path: RegExp;
     run: (req: Request, url: URL, m: RegExpExecArray) => Promise<Response> | Response;
+    /** The route reads its body with its own bound (DoH: 65,535 bytes). */
+    ownBodyBound?: boolean;
   }[] = [
     {
       method: ["GET"],
@@ -200,6 +209,7 @@ export function controlHandler(
       method: ["GET", "POST"],
       path: /^\/dns-query$/,
       run: (req, url) => dnsQuery(dns, req, url.searchParams),
+      ownBodyBound: true,
     },
     { method: ["POST"], path: /^\/v1\/reload$/, run: () => reload() },
     {
@@ -254,6 +264,10 @@ export function controlHandler(
         { allow },
       );
     }
+    if (!hit.r.ownBodyBound) {
+      const tooLarge = declaredBodyProblem(req, stub.config.limits.httpBodyBytes ?? 65536);
+      if (tooLarge) return tooLarge;
+    }
     try {
       return await hit.r.run(req, url, hit.m!);
     } catch (e) {
@@ -295,7 +309,21 @@ export async function startControl(stub: Stub, options: ControlOptions): Promise
     }
   }
   const { handler, closeStreams } = controlHandler(stub, { ...options, requireToken: tcp });
-  return await serveOn(options.listen, handler, closeStreams);
+  return await serveOn({
+    listen: options.listen,
+    handler,
+    limits: stub.config.limits,
+    onLimit: (limit) => stub.metrics.limit(limit),
+    beforeClose: closeStreams,
+  });
+}
+
+/** Options of {@linkcode startMetrics}. */
+export interface MetricsListenerOptions {
+  /** Connection bounds and timers (`limits` of the config). @default the config's defaults */
+  readonly limits?: HttpLimits | undefined;
+  /** Told each time a bound is reached (`stub.metrics.limit`). */
+  readonly onLimit?: ((limit: string) => void) | undefined;
 }
 
 /**
@@ -304,11 +332,18 @@ export async function startControl(stub: Stub, options: ControlOptions): Promise
  *
  * @example
  * ```ts ignore
- * const metrics = await startMetrics(stub.registry, "127.0.0.1:9153");
+ * const metrics = await startMetrics(stub.registry, "127.0.0.1:9153", {
+ *   limits: stub.config.limits,
+ *   onLimit: (limit) => stub.metrics.limit(limit),
+ * });
  * ```
  */
-export async function startMetrics(registry: MetricsSource, listen: string): Promise<HttpListener> {
-  return await serveOn(listen, async (req) => {
+export async function startMetrics(
+  registry: MetricsSource,
+  listen: string,
+  options: MetricsListenerOptions = {},
+): Promise<HttpListener> {
+  const handler = async (req: Request) => {
     const path = new URL(req.url).pathname;
     if (path !== "/metrics") {
       return new Response("not found: pvdns serves /metrics here\n", { status: 404 });
@@ -319,5 +354,6 @@ export async function startMetrics(registry: MetricsSource, listen: string): Pro
     return new Response(await registry.metrics(), {
       headers: { "content-type": registry.contentType },
     });
-  });
+  };
+  return await serveOn({ listen, handler, limits: options.limits, onLimit: options.onLimit });
 }

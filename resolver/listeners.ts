@@ -2,7 +2,9 @@
  * DNS listeners: UDP (`Deno.listenDatagram`, which answered about twice the queries per CPU
  * second of `node:dgram` under Deno, see issue 7) and TCP per RFC 7766 (length-prefixed
  * messages, several queries per connection answered as they complete, an idle timeout, a bound
- * number of connections).
+ * number of connections). A failed accept (EMFILE when descriptors run out) is counted as `fds`
+ * and retried after a short wait that doubles (fd_limit.ts): it never stops the listener, and
+ * UDP needs no new descriptor to go on answering.
  *
  * @module
  */
@@ -11,6 +13,7 @@ import type { LimitsConfig, ListenerConfig } from "./config_types.ts";
 import { tcpFrame } from "./wire.ts";
 import type { ClientInfo } from "./pipeline.ts";
 import type { HandleOptions } from "./stub.ts";
+import { AcceptRetry } from "./fd_limit.ts";
 
 /** Answers one raw query, at once when it can; null = send nothing. */
 export type QueryHandler = (
@@ -135,6 +138,7 @@ export function startTcpListener(
   const running = new Set<Promise<void>>();
   let closed = false;
   let stopped = false;
+  const retry = new AcceptRetry({ name: `tcp ${hostPort(listener.address, port)}`, log, onLimit });
   const loop = (async () => {
     while (!closed && !stopped) {
       let conn: Deno.TcpConn;
@@ -142,10 +146,13 @@ export function startTcpListener(
         conn = await server.accept();
       } catch (e) {
         if (closed || stopped) return;
-        log(
-          `pvdns: tcp ${hostPort(listener.address, port)} accept failed: ${(e as Error).message}`,
-        );
+        await retry.failed(e); // EMFILE: wait a little, as a busy loop of failures would spin
         continue;
+      }
+      retry.succeeded();
+      if (closed || stopped) {
+        conn.close();
+        return;
       }
       if (open.size >= limits.tcpConnections) {
         onLimit("tcp_connections");
@@ -167,6 +174,7 @@ export function startTcpListener(
     async stop() {
       if (!stopped) {
         stopped = true;
+        retry.wake();
         server.close();
         for (const c of open.values()) c.drain();
       }
@@ -174,6 +182,7 @@ export function startTcpListener(
     },
     async close() {
       closed = true;
+      retry.wake();
       if (!stopped) server.close();
       await loop;
       for (const c of open.values()) c.close();

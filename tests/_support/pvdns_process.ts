@@ -151,6 +151,11 @@ export interface StartPvdnsOptions {
    * repository root; `configText`, `config`, `args` and `permissions` are then ignored.
    */
   argv?: readonly string[];
+  /**
+   * A command the daemon is run through, e.g. `["prlimit", "--nofile=8192:8192", "--"]` or
+   * `["sh", "-c", 'umask 000; exec "$@"', "sh"]` (inside the network namespace, when one is given).
+   */
+  wrap?: readonly string[];
 }
 
 /** A running daemon. */
@@ -216,7 +221,10 @@ export async function startPvdns(options: StartPvdnsOptions = {}): Promise<Pvdns
   const args = ["serve", ...(configPath ? ["--config", configPath] : []), ...(options.args ?? [])];
   const permissions = options.permissions ??
     servePermissions(configPermissions(text, configPath, options.args));
-  const argv = inNetns(options.netns, options.argv ?? pvdnsArgv(args, permissions));
+  const argv = inNetns(options.netns, [
+    ...(options.wrap ?? []),
+    ...(options.argv ?? pvdnsArgv(args, permissions)),
+  ]);
   const child = new Deno.Command(argv[0]!, {
     args: argv.slice(1),
     cwd: REPO_ROOT,
