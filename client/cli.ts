@@ -1,6 +1,7 @@
 /**
  * The operator commands of `pvdns` that talk to a running daemon over its control API:
- * `pvds`, `query`, `flush`, `reload`, `stats` (in the spirit of `resolvectl`). `main.ts` parses
+ * `pvds`, `query`, `flush`, `reload`, `stats` (in the spirit of `resolvectl`), and `route --daemon`
+ * (the routing decision with the daemon's PvDs in force). `main.ts` parses
  * the arguments and calls these; each returns the exit status.
  *
  * Exit status: 0 done, 1 the daemon answered with an error (or the query's rcode was not
@@ -12,7 +13,10 @@
 
 import type { DnsJson } from "../resolver/dns_json.ts";
 import { typeName } from "../resolver/dns_json.ts";
-import type { PvdInfo } from "../resolver/pvd_info.ts";
+import type { Config } from "../resolver/config_types.ts";
+import { pvdConfigFromInfo, type PvdInfo, type PvdZoneJson } from "../resolver/pvd_info.ts";
+import { type ExplainInput, explainRoute } from "../policy/explain.ts";
+import { describeClaim } from "../policy/zone_claims.ts";
 import { selectSource } from "./address_selection.ts";
 import { ControlError } from "./errors.ts";
 import { connect, type ControlClient, DEFAULT_CONTROL } from "./remote.ts";
@@ -95,6 +99,9 @@ export function pvdsCommand(target: ControlTarget, options: { json?: boolean }):
       return 0;
     }
     const list = (xs: readonly string[]) => xs.length ? xs.join(",") : "-";
+    // A zone from the network shows its source; a refused one says so (why: the lines below).
+    const zone = (z: PvdZoneJson) =>
+      z.source === "config" ? z.zone : `${z.zone}(${z.source}${z.accepted ? "" : ",refused"})`;
     console.log(table([
       ["PVD", "ORIGIN", "KIND", "DEFAULT", "PRIO", "IFACE", "SOURCES", "SERVERS", "ZONES"],
       ...pvds.map((p: PvdInfo) => [
@@ -106,10 +113,39 @@ export function pvdsCommand(target: ControlTarget, options: { json?: boolean }):
         p.interface ?? "-",
         list(p.sourceAddresses),
         list(p.servers),
-        list(p.dnsZones),
+        list((p.zones ?? []).map(zone)),
       ]),
     ]));
     console.log(`${pvds.length} PvD(s)`);
+    for (const p of pvds) {
+      for (const z of p.zones ?? []) {
+        if (!z.accepted) console.log(`refused: ${describeClaim({ pvd: p.id, ...z })}`);
+      }
+    }
+    return 0;
+  });
+}
+
+/**
+ * `pvdns route NAME … --daemon`: the routing decision with the PvDs in force in the running
+ * daemon (those it discovered too, with their zone verdicts), and the rules and listeners of
+ * `base` (the `--config` file's; none without it).
+ */
+export function routeCommand(
+  target: ControlTarget,
+  input: ExplainInput,
+  base: Pick<Config, "listen" | "rules"> = { listen: [], rules: [] },
+): Promise<number> {
+  return withClient(target, async (client) => {
+    const pvds = (await client.listPvds()).map(pvdConfigFromInfo);
+    let lines: string[];
+    try {
+      lines = explainRoute({ ...base, pvds }, input).lines;
+    } catch (e) {
+      console.error(`pvdns: ${(e as Error).message}`);
+      return 2;
+    }
+    for (const l of lines) console.log(l);
     return 0;
   });
 }

@@ -7,6 +7,7 @@
 import type { Config } from "../resolver/config_types.ts";
 import { TYPE_NUMBERS } from "../resolver/wire.ts";
 import { type Route, Router } from "./router.ts";
+import { describeClaim } from "./zone_claims.ts";
 
 /** What {@linkcode explainRoute} looks at. */
 export interface ExplainInput {
@@ -34,12 +35,15 @@ const STEP_TEXT: Record<Route["step"], string> = {
 };
 
 /**
- * Routes `input` with the config's router and describes the decision line by line.
+ * Routes `input` with the config's router and describes the decision line by line, with the
+ * zone claims that were refused and would otherwise have decided (`refused:` lines).
  *
+ * @param config The PvDs, rules and listeners to route with (a config file's, or the PvDs in
+ *   force in a running daemon).
  * @throws {RangeError} for an unknown type name or listener
  */
 export function explainRoute(
-  config: Config,
+  config: Pick<Config, "listen" | "pvds" | "rules">,
   input: ExplainInput,
 ): { route: Route; lines: string[] } {
   const type = (input.type ?? "A").toUpperCase();
@@ -66,13 +70,21 @@ export function explainRoute(
     }`,
     `step:     ${STEP_TEXT[route.step]}`,
   ];
+  const refused = router.refusedClaims(qname).map((c) => `refused:  ${describeClaim(c)}`);
   if (route.kind === "local") {
     const what = typeof route.answer === "string" ? route.answer : "local records";
-    lines.push(`answer:   ${what}, made by pvdns (${route.reason}); nothing is sent`);
+    lines.push(...refused, `answer:   ${what}, made by pvdns (${route.reason}); nothing is sent`);
     return { route, lines };
   }
   if (route.rule !== undefined) lines.push(`rule:     rules[${route.rule}]`);
-  if (route.zone) lines.push(`zone:     ${route.zone}`);
+  if (route.zone) {
+    const claim = router.claims.find((c) => c.pvd === route.pvd && c.zone === route.zone);
+    const network = claim && claim.source !== "config"
+      ? ` from the network (${claim.source}), accepted: ${claim.detail}`
+      : "";
+    lines.push(`zone:     ${route.zone}${network}`);
+  }
+  lines.push(...refused);
   const pvd = config.pvds.find((p) => p.id === route.pvd)!;
   lines.push(`pvd:      ${pvd.id}${pvd.implicit ? " (implicit)" : ""}`);
   for (const s of pvd.servers) {

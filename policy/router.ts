@@ -6,7 +6,9 @@
  *    home.arpa / RFC 6303 reverse zones unless a PvD claims them;
  * 1. an explicit PvD: an API call naming one, or a listener bound to one;
  * 2. policy rules, first match wins;
- * 3. the longest zone across PvDs: `dnsZones`, and reverse zones derived from `prefixes`;
+ * 3. the longest zone across PvDs: `dnsZones` whose claim is accepted (zone_claims.ts: a zone
+ *    from the network may not capture names from a higher-priority full-tunnel PvD, and a public
+ *    suffix never comes from the network), and reverse zones derived from `prefixes`;
  * 4. the client's source address inside a PvD's prefixes;
  * 5. the default PvD: highest priority, then earliest in the config. Never several.
  *
@@ -19,10 +21,12 @@ import type {
   LocalAnswerConfig,
   PvdConfig,
   RuleConfig,
+  ZoneClaim,
 } from "../resolver/config_types.ts";
 import { TYPE_NUMBERS } from "../resolver/wire.ts";
 import { PrefixTable, reverseNameRange, under } from "./prefixes.ts";
 import { specialUse } from "./special_use.ts";
+import { judgeZoneClaims } from "./zone_claims.ts";
 
 /** The step of the routing order that made the decision. */
 export type RouteStep =
@@ -100,21 +104,42 @@ export class Router {
   #defaultPvd: string | undefined;
   #prefixes = new PrefixTable<string>();
   #rules: CompiledRule[];
+  #claims: readonly ZoneClaim[];
+  #refused: readonly ZoneClaim[];
 
-  /** Compiles the zone, prefix and rule tables and picks the default PvD. */
+  /**
+   * Judges every zone claim, compiles the zone (accepted claims only), prefix and rule tables and
+   * picks the default PvD.
+   */
   constructor(options: RouterOptions) {
     this.#ids = new Set(options.pvds.map((p) => p.id));
+    this.#claims = Object.freeze(judgeZoneClaims(options.pvds));
+    this.#refused = this.#claims.filter((c) => !c.accepted);
+    const refused = new Set(this.#refused.map((c) => `${c.pvd} ${c.zone}`));
     // Most preferred first, so that the first PvD to claim a zone or prefix keeps it.
     const ranked = options.pvds
       .map((p, index) => ({ p, index }))
       .sort((a, b) => b.p.priority - a.p.priority || a.index - b.index)
       .map((x) => x.p);
     for (const p of ranked) {
-      for (const z of p.dnsZones) if (!this.#zones.has(z)) this.#zones.set(z, p.id);
+      for (const z of p.dnsZones) {
+        if (!this.#zones.has(z) && !refused.has(`${p.id} ${z}`)) this.#zones.set(z, p.id);
+      }
       for (const c of p.prefixes) this.#prefixes.add(c, p.id);
     }
     this.#defaultPvd = ranked.find((p) => p.default)?.id;
     this.#rules = (options.rules ?? []).map(compileRule);
+  }
+
+  /** The verdict on every zone every PvD claims (config order). */
+  get claims(): readonly ZoneClaim[] {
+    return this.#claims;
+  }
+
+  /** The refused claims whose zone holds `qname`, most specific first. */
+  refusedClaims(qname: string): ZoneClaim[] {
+    return this.#refused.filter((c) => under(qname, c.zone))
+      .sort((a, b) => labelCount(b.zone) - labelCount(a.zone));
   }
 
   /** The PvD that answers names no PvD claims, if any. */
@@ -197,7 +222,7 @@ export class Router {
     };
   }
 
-  /** The most specific `dnsZones` entry containing `qname`, and its PvD. */
+  /** The most specific accepted `dnsZones` entry containing `qname`, and its PvD. */
   longestZone(qname: string): { zone: string; pvd: string } | undefined {
     if (this.#zones.size === 0) return undefined;
     let name = qname;

@@ -41,6 +41,15 @@ for (
 ) PRIVATE_REVERSE.add(cidr(p), p);
 
 /**
+ * The RFC 6303 prefix (e.g. `"10.0.0.0/8"`) whose reverse zone holds the reverse name `qname`, or
+ * undefined.
+ */
+export function privateReversePrefix(qname: string): string | undefined {
+  const range = reverseNameRange(qname);
+  return range ? PRIVATE_REVERSE.match(range)?.value : undefined;
+}
+
+/**
  * Classifies a lower-case, dot-terminated name; undefined for an ordinary name.
  *
  * @example Usage

@@ -4,12 +4,21 @@
  * `https://`), then RDNSS servers as Do53; the interface's global addresses inside the PvD's
  * prefixes as source addresses (non-temporary first; temporary first for the
  * `/.well-known/pvd` fetch), a link-local one too when a server needs a zone; the additional
- * information only while its prefixes cover the RA's.
+ * information only while its prefixes cover the RA's. Zones: the additional information's
+ * `dnsZones`, then the DNSSL domains (as systemd-resolved routes a link's search domains to it);
+ * both came from the network, so `zoneSources` says which (`pvd-info`, `dnssl`) and the router
+ * judges them (policy/zone_claims.ts).
  *
  * @module
  */
 
-import type { Cidr, PvdAdditionalInfo, PvdConfig, ServerConfig } from "../resolver/config_types.ts";
+import type {
+  Cidr,
+  PvdAdditionalInfo,
+  PvdConfig,
+  ServerConfig,
+  ZoneSource,
+} from "../resolver/config_types.ts";
 import { parseServer } from "../resolver/config.ts";
 import { prefixesCovered } from "./additional_info.ts";
 import type { RaPvd } from "./ra_pvds.ts";
@@ -124,6 +133,11 @@ export function raPvdConfig(
     );
     info = undefined;
   }
+  const searchDomains = [...p.dnssl.keys()];
+  const zoneSources: Record<string, ZoneSource> = {};
+  for (const z of info?.dnsZones ?? []) zoneSources[z] ??= "pvd-info";
+  // A network never claims the root (additional_info.ts drops it from dnsZones too).
+  for (const z of searchDomains) if (z !== ".") zoneSources[z] ??= "dnssl";
   const config: PvdConfig = {
     id: p.id,
     implicit: p.implicit,
@@ -132,8 +146,9 @@ export function raPvdConfig(
     prefixes,
     sourceAddresses,
     servers,
-    dnsZones: info?.dnsZones ?? [],
-    searchDomains: [...p.dnssl.keys()],
+    dnsZones: Object.keys(zoneSources),
+    searchDomains,
+    zoneSources,
     default: p.routers.size > 0 && !info?.noInternet,
     priority: 0,
     strictRoutes: false,

@@ -2,7 +2,8 @@
  * The live registry of PvDs: the config file's, the host's (interfaces and resolver
  * configuration) and those learned from router advertisements, merged into the one set the
  * resolver runs with. A PvD id named in the config file wins over a discovered PvD of the same
- * id; between host and RA discovery, RA wins (it names the PvD explicitly).
+ * id; between host and RA discovery, RA wins (it names the PvD explicitly). Each PvD of the merged
+ * set carries the verdict on its zone claims against the others (`zoneClaims`, for the JSON view).
  *
  * @module
  */
@@ -13,6 +14,7 @@ import type {
   PvdConfig,
   PvdOrigin,
 } from "../resolver/config_types.ts";
+import { judgeZoneClaims } from "../policy/zone_claims.ts";
 
 /** One change of the merged set, as `watchPvds()` reports it. */
 export interface PvdEvent {
@@ -71,7 +73,11 @@ export class PvdRegistry {
         merged.push(withOptions(usable(p), this.#config.discovery.pvdOptions));
       }
     }
-    return Object.freeze({ ...this.#config, pvds: Object.freeze(merged) });
+    const claims = judgeZoneClaims(merged);
+    const judged = merged.map((p) =>
+      Object.freeze({ ...p, zoneClaims: Object.freeze(claims.filter((c) => c.pvd === p.id)) })
+    );
+    return Object.freeze({ ...this.#config, pvds: Object.freeze(judged) });
   }
 }
 

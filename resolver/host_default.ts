@@ -18,7 +18,9 @@
  * - Per link: the link's own servers (no `ip route get`); `searchDomains` are its search domains;
  *   `dnsZones` are its routing domains (`~corp.example.com` → `corp.example.com.`) **and** its
  *   search domains, because systemd-resolved (and NetworkManager, which feeds it) routes queries
- *   under a search domain to that link too; `~` only keeps a domain out of the search list.
+ *   under a search domain to that link too; `~` only keeps a domain out of the search list. They
+ *   are zones from the network: the router does not let them capture names from a `~.` link of
+ *   higher priority, nor accept a public suffix (policy/zone_claims.ts).
  * - Default PvDs mirror systemd-resolved's DefaultRoute: a link is a default when resolved says
  *   DefaultRoute=yes (`resolvectl default-route`), or, when that is not known, when it has no
  *   routing-only domain or has `~.` (the root as routing domain: "send everything here"). So a VPN
@@ -55,7 +57,7 @@ import { parseListenAddress } from "./config_schema.ts";
 import type { Config } from "./config_types.ts";
 import { type IpRunner, runIp as runIpCommand } from "../pvd/ip_command.ts";
 import { readNetworkManagerLinks, readResolvedLinks, runHostCommand } from "../pvd/host_links.ts";
-import { pvdsFromLinks } from "./host_link_pvds.ts";
+import { pvdsFromLinks, validateLinkPvds } from "./host_link_pvds.ts";
 import { pvdsFromResolvConf } from "./host_resolv_conf.ts";
 
 /** What {@linkcode buildHostDefault} reads from the host; injectable for tests. */
@@ -139,8 +141,10 @@ function finish(
   pvds: Record<string, unknown>[],
 ): Config {
   try {
-    const raw = { listen, discovery: { host: true }, pvds, ...(allow ? { allow } : {}) };
-    return validateConfig(raw, { origin: "host" });
+    return validateLinkPvds(pvds, (records) => {
+      const raw = { listen, discovery: { host: true }, pvds: records, ...(allow ? { allow } : {}) };
+      return validateConfig(raw, { origin: "host" });
+    });
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     throw new ConfigError(error.errors.map((e) => `embedded default config: ${e}`));

@@ -2,11 +2,14 @@
  * The per-link sources of the embedded default (host_default.ts): one PvD `implicit:IFACE` per
  * systemd-resolved link or NetworkManager device with servers, plus `implicit:global:IFACE` for
  * resolved's global servers grouped by route; zones, search domains, DefaultRoute, DNS over TLS
- * and the one default PvD with priority 100, as the module doc of host_default.ts says.
+ * and the one default PvD with priority 100, as the module doc of host_default.ts says. A link
+ * with `~.` is marked `rootRoutingDomain` (it asks for every name, a full tunnel): zones that other
+ * links learned from the network may not capture names from it (policy/zone_claims.ts).
  *
  * @module
  */
 import type { ListenAddress } from "./config.ts";
+import type { Config } from "./config_types.ts";
 import { errorMessage, type IpLiteral, parseDomainName, parseIp } from "./config_schema.ts";
 import type { IpRunner } from "../pvd/ip_command.ts";
 import type { DnsOverTlsMode, HostLinks, HostServer, LinkDns } from "../pvd/host_links.ts";
@@ -110,6 +113,7 @@ function linkPvd(
   const search = link.searchDomains.filter(isDomainName);
   const routing = link.routingDomains.filter((d) => d !== "." && isDomainName(d));
   const zones = [...new Set([...routing, ...search].map((d) => parseDomainName(d)))];
+  const everything = link.routingDomains.includes(".");
   return {
     pvd: {
       id,
@@ -122,9 +126,28 @@ function linkPvd(
       searchDomains: search,
       default: isDefault,
       priority: 0,
+      ...(everything ? { rootRoutingDomain: true } : {}),
     },
-    everything: link.routingDomains.includes("."),
+    everything,
   };
+}
+
+/**
+ * Validates link PvD records with `validate`, which gets them without their `rootRoutingDomain`
+ * mark (a config file cannot say it: the schema refuses the key), and puts the mark back on the
+ * validated PvDs (same order as the records).
+ */
+export function validateLinkPvds(
+  records: readonly Record<string, unknown>[],
+  validate: (records: Record<string, unknown>[]) => Config,
+): Config {
+  const marked = records.map((r) => r.rootRoutingDomain === true);
+  const config = validate(records.map(({ rootRoutingDomain: _, ...rest }) => rest));
+  if (!marked.includes(true)) return config;
+  const pvds = config.pvds.map((p, i) =>
+    marked[i] ? Object.freeze({ ...p, rootRoutingDomain: true }) : p
+  );
+  return Object.freeze({ ...config, pvds: Object.freeze(pvds) });
 }
 
 /**

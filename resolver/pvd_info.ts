@@ -6,7 +6,9 @@
  * @module
  */
 
-import type { PvdConfig, PvdOrigin } from "./config_types.ts";
+import { judgeZoneClaims } from "../policy/zone_claims.ts";
+import { parseCidr, parseServer } from "./config_schema.ts";
+import type { PvdConfig, PvdOrigin, ZoneClaimReason, ZoneSource } from "./config_types.ts";
 
 /** RFC 8801 additional information of a PvD, as JSON. */
 export interface PvdAdditionalInfoJson {
@@ -22,6 +24,20 @@ export interface PvdAdditionalInfoJson {
   readonly noInternet?: boolean;
   /** When pvdns fetched it, ISO time. */
   readonly fetchedAt: string;
+}
+
+/** One zone a PvD claims: where the claim came from and whether it is routed. */
+export interface PvdZoneJson {
+  /** The zone, lower case, trailing dot. */
+  readonly zone: string;
+  /** `config` (the config file) or where the network said it (`dnssl`, `pvd-info`, …). */
+  readonly source: ZoneSource;
+  /** Only accepted zones are routed to the PvD. */
+  readonly accepted: boolean;
+  /** Why (policy/zone_claims.ts): `config`, `private-use`, `public-suffix`, `full-tunnel`, … */
+  readonly reason: ZoneClaimReason;
+  /** The reason in words. */
+  readonly detail: string;
 }
 
 /**
@@ -48,8 +64,14 @@ export interface PvdInfo {
   readonly sourceAddresses: readonly string[];
   /** Its DNS servers as configured (`192.0.2.1`, `tls://…`, `https://…`). */
   readonly servers: readonly string[];
-  /** Zones it answers for (lower case, trailing dot). */
+  /** Zones it claims (lower case, trailing dot); `zones` says which are routed to it. */
   readonly dnsZones: readonly string[];
+  /** Each of `dnsZones` with where it came from and whether the claim is accepted. */
+  readonly zones: readonly PvdZoneJson[];
+  /** Zones its network may claim even against a higher-priority full-tunnel PvD (config). */
+  readonly acceptZones?: readonly string[];
+  /** Its host link has systemd-resolved's `~.`: it asks for every name. */
+  readonly rootRoutingDomain?: boolean;
   /** Its search domains (lower case, trailing dot). */
   readonly searchDomains: readonly string[];
   /** It may answer names no PvD claims. */
@@ -77,9 +99,13 @@ export interface PvdChange {
   readonly pvd: PvdInfo;
 }
 
-/** The application view of a running PvD. */
+/**
+ * The application view of a running PvD. Its zone verdicts are those the registry judged against
+ * the PvDs in force (`zoneClaims`); a PvD without them is judged alone.
+ */
 export function pvdInfo(p: PvdConfig): PvdInfo {
   const a = p.additionalInfo;
+  const claims = p.zoneClaims ?? judgeZoneClaims([p]);
   return {
     id: p.id,
     implicit: p.implicit,
@@ -89,6 +115,15 @@ export function pvdInfo(p: PvdConfig): PvdInfo {
     sourceAddresses: [...p.sourceAddresses],
     servers: p.servers.map((s) => s.text),
     dnsZones: [...p.dnsZones],
+    zones: claims.map((c) => ({
+      zone: c.zone,
+      source: c.source,
+      accepted: c.accepted,
+      reason: c.reason,
+      detail: c.detail,
+    })),
+    ...(p.acceptZones ? { acceptZones: [...p.acceptZones] } : {}),
+    ...(p.rootRoutingDomain ? { rootRoutingDomain: true } : {}),
     searchDomains: [...p.searchDomains],
     default: p.default,
     priority: p.priority,
@@ -111,4 +146,31 @@ export function pvdInfo(p: PvdConfig): PvdInfo {
 /** A PvD ID as pvdns keeps it: lower case, no trailing dot (`VPN.Example.com.` → `vpn.example.com`). */
 export function normalizePvdId(id: string): string {
   return id.toLowerCase().replace(/\.$/, "");
+}
+
+/**
+ * A PvD's config rebuilt from its application view, so that a client can route with the PvDs in
+ * force in a running daemon (`pvdns route --daemon`). The additional information is left out:
+ * routing does not read it.
+ *
+ * @throws {Error} when a server or prefix of `info` does not parse
+ */
+export function pvdConfigFromInfo(info: PvdInfo): PvdConfig {
+  return {
+    id: info.id,
+    implicit: info.implicit,
+    origin: info.origin,
+    ...(info.interface === undefined ? {} : { interface: info.interface }),
+    prefixes: info.prefixes.map((c) => parseCidr(c)),
+    sourceAddresses: [...info.sourceAddresses],
+    servers: info.servers.map((s) => parseServer(s)),
+    dnsZones: [...info.dnsZones],
+    searchDomains: [...info.searchDomains],
+    zoneSources: Object.fromEntries((info.zones ?? []).map((z) => [z.zone, z.source])),
+    ...(info.acceptZones ? { acceptZones: [...info.acceptZones] } : {}),
+    ...(info.rootRoutingDomain ? { rootRoutingDomain: true } : {}),
+    default: info.default,
+    priority: info.priority,
+    strictRoutes: info.strictRoutes,
+  };
 }

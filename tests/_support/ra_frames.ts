@@ -9,8 +9,13 @@
 import { encodeRa } from "../../pvd/ra_codec.ts";
 import type { NdOption } from "../../pvd/ra_types.ts";
 
-/** A router advertisement for PvD `id` with sequence number `seq`. */
-export function pvdRa(id: string, seq: number, rdnssLifetime = 1800): Uint8Array {
+/** A router advertisement for PvD `id` with sequence number `seq` (and DNSSL `dnssl`). */
+export function pvdRa(
+  id: string,
+  seq: number,
+  rdnssLifetime = 1800,
+  dnssl: readonly string[] = ["example.com."],
+): Uint8Array {
   const options: NdOption[] = [
     {
       kind: "pio",
@@ -22,7 +27,7 @@ export function pvdRa(id: string, seq: number, rdnssLifetime = 1800): Uint8Array
       prefix: "2001:db8:cafe::",
     },
     { kind: "rdnss", reserved: 0, lifetime: rdnssLifetime, servers: ["2001:db8:cafe::53"] },
-    { kind: "dnssl", reserved: 0, lifetime: 1800, domains: ["example.com."] },
+    { kind: "dnssl", reserved: 0, lifetime: 1800, domains: [...dnssl] },
   ];
   return encodeRa({
     header: {

@@ -165,6 +165,13 @@ Deno.test("PvdResolver: resolves in the PvD asked for, tags answers, fails with 
             default: false,
             priority: 0,
             strictRoutes: false,
+            zones: [{
+              zone: "corp.test.",
+              source: "config",
+              accepted: true,
+              reason: "config",
+              detail: "written in the config file",
+            }],
           });
           assert.equal(await r.getPvd("nope.example"), undefined);
         });

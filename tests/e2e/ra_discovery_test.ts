@@ -131,7 +131,9 @@ Deno.test({
           what: "additional information",
         });
         const p = pvdIn(line)!;
-        assert.deepEqual(p.dnsZones, ["corp.example."]);
+        // The information's zone, then the DNSSL domain (a zone too, marked as the network's).
+        assert.deepEqual(p.dnsZones, ["corp.example.", "example.com."]);
+        assert.deepEqual(p.zoneSources, { "corp.example.": "pvd-info", "example.com.": "dnssl" });
         assert.equal(p.additionalInfo!.identifier, ID);
         const reqs = requests();
         assert.equal(reqs.length, 1);
@@ -194,7 +196,7 @@ Deno.test({
         const last = [...r.lines].reverse().find((l) => published(l))!;
         const p = pvdIn(last)!;
         assert.equal(p.additionalInfo, undefined);
-        assert.deepEqual(p.dnsZones, []);
+        assert.deepEqual(p.dnsZones, ["example.com."], "only the DNSSL domain: no evil.example.");
         assert.equal(p.servers.length, 1, "the PvD stays usable");
       });
       console.log(`RA discovery e2e: ${((Date.now() - started) / 1000).toFixed(1)} s`);

@@ -278,8 +278,10 @@ Deno.test("ra discovery: an explicit PvD with its prefix, RDNSS, DNSSL and sourc
         family: 6,
         port: 53,
       }],
-      dnsZones: [],
+      // DNSSL domains are zones too, marked as the network's (policy/zone_claims.ts judges them).
+      dnsZones: ["cafe.example.com.", "example.com."],
       searchDomains: ["cafe.example.com.", "example.com."],
+      zoneSources: { "cafe.example.com.": "dnssl", "example.com.": "dnssl" },
       default: true,
       priority: 0,
       strictRoutes: false,
@@ -533,7 +535,19 @@ Deno.test("ra discovery: H=1 fetches at once from a temporary address; dnsZones 
     assert.equal(h.fetches[0]!.source, "2001:db8:cafe::7e4", "the temporary address first");
     assert.deepEqual(h.fetches[0]!.req.servers.map((s) => s.text), ["2001:db8:cafe::53"]);
     const p = h.pvd("cafe.example.com")!;
-    assert.deepEqual(p.dnsZones, ["corp.example.", "_srv.example.com."]);
+    // The information's zones first, then the DNSSL domains, each with its source.
+    assert.deepEqual(p.dnsZones, [
+      "corp.example.",
+      "_srv.example.com.",
+      "cafe.example.com.",
+      "example.com.",
+    ]);
+    assert.deepEqual(p.zoneSources, {
+      "corp.example.": "pvd-info",
+      "_srv.example.com.": "pvd-info",
+      "cafe.example.com.": "dnssl",
+      "example.com.": "dnssl",
+    });
     assert.equal(p.default, false, "noInternet: not a default");
     assert.equal(p.additionalInfo!.identifier, "cafe.example.com");
     assert.equal(p.additionalInfo!.fetchedAt, new Date(T0).toISOString());
@@ -765,7 +779,10 @@ Deno.test("ra discovery: information whose prefixes stop covering a new PIO is n
     assert.ok(h.pvd("cafe.example.com")!.additionalInfo);
     await h.send(cafe({}, [pio("2001:db8:beef::"), rdnss(["2001:db8:cafe::53"])]));
     assert.equal(h.pvd("cafe.example.com")!.additionalInfo, undefined);
-    assert.deepEqual(h.pvd("cafe.example.com")!.dnsZones, []);
+    // Only the DNSSL domains are left: none of the information's zones.
+    const p = h.pvd("cafe.example.com")!;
+    assert.deepEqual(p.dnsZones, p.searchDomains);
+    assert.ok(Object.values(p.zoneSources ?? {}).every((s) => s === "dnssl"));
   } finally {
     await h.close();
   }

@@ -494,6 +494,8 @@ Deno.test("buildHostDefault() makes one PvD per systemd-resolved link: the VPN c
       default: true,
       priority: 100,
       strictRoutes: false,
+      // resolved's ~.: the link asks for every name (policy/zone_claims.ts), "." is no zone.
+      rootRoutingDomain: true,
     },
     {
       id: "implicit:wg0",
