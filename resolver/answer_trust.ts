@@ -12,6 +12,7 @@
  * @module
  */
 
+import type { PvdConfig } from "./config_types.ts";
 import type { WireRecord } from "./scrub.ts";
 import { Type } from "./wire.ts";
 
@@ -33,6 +34,31 @@ export const DEFAULT_TRUST: AnswerTrust = Object.freeze({
   blockRebind: false,
   ownZones: Object.freeze([]),
 });
+
+/**
+ * The trust settings of `pvd`: `trustAd`, and `rebind: "block"` with the zones the PvD may
+ * answer private addresses for: those of its zone claims that were accepted
+ * (`policy/zone_claims.ts`; a network's refused `com.` must not exempt every `.com` name), or,
+ * for a PvD not judged yet, the zones of a config-file PvD; never `.`.
+ */
+export function trustOf(
+  pvd: Pick<PvdConfig, "trustAd" | "rebind" | "zoneClaims" | "dnsZones" | "origin">,
+  onRebindBlocked?: (records: number) => void,
+): AnswerTrust {
+  const zones = pvd.zoneClaims
+    ? pvd.zoneClaims.filter((c) => c.accepted).map((c) => c.zone)
+    : pvd.origin === "config"
+    ? pvd.dnsZones
+    : [];
+  // "." would make every name the PvD's own: it is not a zone of its own network.
+  const ownZones = zones.filter((z) => z !== ".");
+  return Object.freeze({
+    trustAd: pvd.trustAd === true,
+    blockRebind: pvd.rebind === "block",
+    ownZones: Object.freeze([...ownZones]),
+    ...(onRebindBlocked ? { onRebindBlocked } : {}),
+  });
+}
 
 /** True when `name` is `zone` or below it (both lower case, trailing dot). */
 function under(name: string, zone: string): boolean {

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { padMessage, RESPONSE_BLOCK } from "../transports/padding.ts";
 import type { Stub } from "./stub.ts";
 import { parseQueryName, parseQueryType, toDnsJson } from "./dns_json.ts";
 import { normalizePvdId } from "./pvd_info.ts";
@@ -14,6 +15,7 @@ import type { Answer } from "./pipeline.ts";
 import { parseQuery } from "./wire.ts";
 import { buildUpstreamQuery } from "./upstream_wire.ts";
 import { flag, json, problem } from "./http_problem.ts";
+import { DOH_MAX_BYTES, readBody } from "./http_body.ts";
 
 const DNS_MESSAGE = "application/dns-message";
 const API_CLIENT = { address: "", port: 0, transport: "api" as const };
@@ -74,6 +76,9 @@ export async function resolveJson(
     do: dnssecOk,
     cd,
   });
+  // AD set in the query (RFC 6840 §5.7): the JSON's AD then says what the PvD's answer says
+  // (true only for a trustAd PvD whose resolver set it), like any DNS client that asks for it.
+  query[3] = query[3]! | 0x20;
   const { reply, answer } = await ctx.exchange(query, pvd);
   if (!reply) return problem(503, "overloaded", "Overloaded", "pvdns dropped the query (busy)");
   return json(
@@ -116,10 +121,10 @@ export async function dnsQuery(
         `content-type: "${type ?? ""}" is not ${DNS_MESSAGE}`,
       );
     }
-    raw = new Uint8Array(await req.arrayBuffer());
-    if (raw.length > 65535) {
-      return problem(413, "too-large", "Message too large", `${raw.length} bytes is over 65535`);
-    }
+    // Bounded while it streams: a 1.5 GB POST must not be buffered to find it is too big.
+    const body = await readBody(req, DOH_MAX_BYTES);
+    if (body instanceof Response) return body;
+    raw = body;
   }
   const parsed = parseQuery(raw);
   if (parsed.kind === "drop") {
@@ -136,7 +141,10 @@ export async function dnsQuery(
     const ttls = [...j.Answer, ...(j.Authority ?? [])].map((r) => r.TTL);
     headers["cache-control"] = `max-age=${ttls.length ? Math.min(...ttls) : 0}`;
   } catch { /* an error reply without records */ }
-  return new Response(reply as Uint8Array<ArrayBuffer>, { headers });
+  // RFC 8467 §4.1: an encrypted answer is padded to a multiple of 468 octets (when the client
+  // used EDNS(0): an OPT record is never added to a reply whose query had none).
+  const padded = padMessage(reply, RESPONSE_BLOCK);
+  return new Response(padded as Uint8Array<ArrayBuffer>, { headers });
 }
 
 function base64urlDecode(text: string): Uint8Array {

@@ -13,8 +13,15 @@
  * - **Racing**: a PvD with `"parallel": 2` asks its two best servers at once and takes the first
  *   usable answer; when one fails the next of the same PvD starts. The slower try is left to end
  *   by itself (bounded by its timeout) so that its server's health and RTT are still learned.
- * - **Strict encrypted**: a PvD whose servers are all `tls://` or `https://` has no Do53
- *   transport at all, so nothing it asks can go out on port 53 in clear.
+ * - **Encryption** (`encryption`, `upstream_order.ts`): `strict` asks DoT/DoH servers only (a PvD
+ *   whose servers are all `tls://` or `https://` has no Do53 transport at all); `prefer` asks
+ *   them first and Do53 only while every one of them is down (counted, logged once per change);
+ *   `off` orders all by RTT.
+ * - **Trust** (`answer_trust.ts`): AD is kept only for a `trustAd` PvD; with `rebind: "block"`
+ *   private addresses of names outside the PvD's accepted zones are dropped.
+ * - **0x20** (`upstream.caseRandomisation`): a UDP query's name goes out in random letter case
+ *   and the answer must repeat it. A server that answers in another case is asked again at
+ *   once without it, and without it for {@linkcode NO_CASE_MS}.
  * - **DoH by host name**: `https://HOST/PATH` is looked up through this PvD's own Do53 servers
  *   only (`upstream_hosts.ts`); the addresses learned are the only ones that server's transport
  *   may connect to.
@@ -23,41 +30,26 @@
  */
 
 import { LeakBlockedError } from "../policy/leak_guard.ts";
-import { readCaFiles } from "../transports/_trust.ts";
-import { createTransport } from "../transports/create.ts";
-import { TcpTransport } from "../transports/tcp.ts";
-import { type FailureReason, type Transport, TransportError } from "../transports/transport.ts";
-import type { PvdConfig, ServerConfig } from "./config_types.ts";
-import { BadResponseError, indexResponse, type StoredResponse } from "./response.ts";
+import { type FailureReason, TransportError } from "../transports/transport.ts";
+import type { EncryptionPolicy, PvdConfig, ServerConfig } from "./config_types.ts";
+import { BadResponseError, type IndexOptions, type StoredResponse } from "./response.ts";
+import { isFdExhaustion } from "./fd_limit.ts";
 import { TryTimeouts } from "./try_timeouts.ts";
 import {
   type AttemptReason,
-  encryptionMode,
+  encryptionPolicy,
   type PvdUpstreamsOptions,
   type ServerHealth,
   UpstreamFailure,
   type UpstreamQuestion,
 } from "./upstream_types.ts";
 import { UpstreamHostLookups } from "./upstream_hosts.ts";
-import { Flags, Rcode, Type } from "./wire.ts";
-import { buildUpstreamQuery } from "./upstream_wire.ts";
+import { type AskContext, askServer, type ServerState, serverStates } from "./upstream_servers.ts";
+import { isEncrypted, queryServers } from "./upstream_order.ts";
+import { type AnswerTrust, rebindFilter, trustOf } from "./answer_trust.ts";
+import { Rcode, Type } from "./wire.ts";
 
 export * from "./upstream_types.ts";
-
-interface ServerState {
-  readonly server: ServerConfig;
-  /** The server's own wire. */
-  readonly transport: Transport;
-  /** For a plain (udp) server: TCP, used when an answer is truncated (RFC 7766). */
-  readonly tcp?: Transport;
-  /** Smoothed round-trip time, ms. */
-  srtt: number;
-  /** Consecutive failures. */
-  fails: number;
-  probing: boolean;
-  /** Why the server may not be used now (strict routes), if it may not. */
-  blocked?: string | undefined;
-}
 
 /** How one try ended. */
 type Outcome =
@@ -65,12 +57,13 @@ type Outcome =
   | { readonly ok: false; readonly reason: AttemptReason | "cancelled" };
 
 const MAX_PROBE_MS = 30_000;
+export { NO_CASE_MS } from "./upstream_servers.ts";
 
 /** The servers of one PvD, each bound to one of the PvD's source addresses. */
 export class PvdUpstreams {
   /** The PvD. */
   readonly pvd: string;
-  /** True when every server is DoT or DoH: no Do53 transport exists for this PvD. */
+  /** True when the PvD asks DoT/DoH servers only (`encryption: "strict"`). */
   readonly strictEncrypted: boolean;
   #servers: ServerState[];
   #options: PvdUpstreamsOptions;
@@ -83,6 +76,14 @@ export class PvdUpstreams {
   /** Every try's timeout (they are all `upstream.timeoutMs` long: one timer for all). */
   #timeouts: TryTimeouts;
   #hostLookups: UpstreamHostLookups;
+  #caseRandomisation: boolean;
+  #policy: EncryptionPolicy;
+  /** A `prefer` PvD that is asking its Do53 servers now (every encrypted one is down). */
+  #plain = false;
+  #trust: AnswerTrust;
+  /** What indexResponse believes of this PvD's answers when no rebinding check applies. */
+  #indexOptions: IndexOptions;
+  #askContext: AskContext;
 
   /** Creates transports for every server of `pvd` (no socket is opened yet). */
   constructor(pvd: PvdConfig, options: PvdUpstreamsOptions) {
@@ -91,6 +92,7 @@ export class PvdUpstreams {
     this.#now = options.now ?? Date.now;
     this.#maxFails = options.upstream.maxFails ?? 3;
     this.#parallel = Math.max(1, pvd.parallel ?? 1);
+    this.#caseRandomisation = options.upstream.caseRandomisation === true;
     this.#timeouts = new TryTimeouts(options.upstream.timeoutMs);
     // A DoH server's host is looked up through this PvD's own Do53 servers only.
     this.#hostLookups = new UpstreamHostLookups({
@@ -101,29 +103,25 @@ export class PvdUpstreams {
         this.#run(
           this.#servers.filter((s) => s.server.protocol === "udp" || s.server.protocol === "tcp"),
           q,
+          undefined,
+          "off",
         ),
     });
-    this.strictEncrypted = encryptionMode(pvd) === "strict";
-    const encrypted = pvd.servers.some((s) => s.protocol === "tls" || s.protocol === "https");
-    const ca = encrypted ? readCaFiles([pvd.caFile, options.caFile]) : [];
-    const make = options.createTransport ?? createTransport;
-    this.#servers = pvd.servers.map((server, i) => {
-      const source = pvd.sourceAddresses.find((a) => a.includes(":") === (server.family === 6)) ??
-        (server.family === undefined ? pvd.sourceAddresses[0] : undefined);
-      if (!source) {
-        throw new RangeError(`PvD ${pvd.id}: no source address of the family of "${server.text}"`);
-      }
-      const common = { pvd: pvd.id, server, source, guard: options.guard, ca };
-      const transport = make({
-        ...common,
-        resolve: (host: string, signal: AbortSignal) =>
-          this.#hostLookups.resolve(server, host, signal),
-      });
-      // A plain server is asked over UDP, and again over TCP from the same source address when
-      // the answer is truncated. No other wire ever falls back to Do53.
-      const tcp = server.protocol === "udp" ? new TcpTransport(common) : undefined;
-      return { server, transport, ...(tcp ? { tcp } : {}), srtt: i, fails: 0, probing: false };
-    });
+    this.#policy = encryptionPolicy(pvd);
+    this.strictEncrypted = this.#policy === "strict";
+    this.#trust = trustOf(pvd, options.onRebindBlocked);
+    this.#indexOptions = Object.freeze({ trustAd: this.#trust.trustAd });
+    this.#askContext = {
+      caseRandomisation: this.#caseRandomisation,
+      now: this.#now,
+      cache: options.cache,
+      answerOptions: (qname) => this.#answerOptions(qname),
+    };
+    this.#servers = serverStates(
+      pvd,
+      options,
+      (server, host, signal) => this.#hostLookups.resolve(server, host, signal),
+    );
   }
 
   /**
@@ -136,7 +134,10 @@ export class PvdUpstreams {
 
   /** The servers in the order the next query would try them (down ones last). */
   get order(): readonly ServerConfig[] {
-    return this.#sorted(this.#servers).map((s) => s.server);
+    const { first, fallback } = queryServers(this.#servers, this.#policy, (s) => this.#isDown(s));
+    const asked = new Set([...first, ...fallback]);
+    const rest = this.#sorted(this.#servers.filter((s) => !asked.has(s)));
+    return [...first, ...fallback, ...rest].map((s) => s.server);
   }
 
   /** Each server's failure count, state and smoothed RTT, in configured order. */
@@ -166,24 +167,31 @@ export class PvdUpstreams {
    * @throws {UpstreamFailure} when every server failed or the deadline passed
    */
   query(question: UpstreamQuestion, signal?: AbortSignal): Promise<StoredResponse> {
-    return this.#run(this.#servers, question, signal);
+    return this.#run(this.#servers, question, signal, this.#policy);
+  }
+
+  /** Counts a query of a `prefer` PvD that goes to Do53, and tells of a change either way. */
+  #usingPlain(plain: boolean): void {
+    if (plain) this.#options.onEncryption?.("fallback");
+    if (plain === this.#plain) return;
+    this.#plain = plain;
+    this.#options.onEncryption?.(plain ? "plain" : "encrypted");
   }
 
   #run(
     states: readonly ServerState[],
     question: UpstreamQuestion,
-    signal?: AbortSignal,
+    signal: AbortSignal | undefined,
+    policy: EncryptionPolicy,
   ): Promise<StoredResponse> {
     const { timeoutMs, deadlineMs } = this.#options.upstream;
     const attempts: { server: string; reason: AttemptReason }[] = [];
-    const queue: ServerState[] = [];
-    for (const state of this.#sorted(states)) {
+    for (const state of states) {
       if (state.blocked) attempts.push({ server: state.server.text, reason: "route" });
-      else queue.push(state);
     }
-    // Down servers are asked only when every usable server is down (health checks may be wrong).
-    const up = queue.filter((s) => !this.#isDown(s));
-    const candidates = up.length ? up : queue;
+    const isDown = (s: ServerState) => this.#isDown(s);
+    const { first, fallback, plain } = queryServers(states, policy, isDown);
+    const candidates = first;
     if (candidates.length === 0 || this.#closing.signal.aborted || signal?.aborted) {
       return Promise.reject(new UpstreamFailure(this.pvd, attempts));
     }
@@ -218,7 +226,16 @@ export class PvdUpstreams {
       };
       this.#running.add(abortAll);
       signal?.addEventListener("abort", onCaller, { once: true });
+      if (policy === "prefer") this.#usingPlain(plain);
+      // prefer: once the tries so far have taken every encrypted server down, the same query
+      // goes on with the PvD's Do53 servers.
+      const encryptedDown = () =>
+        this.#servers.every((s) => !isEncrypted(s.server) || s.blocked || this.#isDown(s));
       const start = () => {
+        if (next >= candidates.length && fallback.length && running === 0 && encryptedDown()) {
+          candidates.push(...fallback.splice(0));
+          this.#usingPlain(true);
+        }
         while (!settled && running < this.#parallel && next < candidates.length) {
           const left = deadlineAt - performance.now();
           if (left <= 0) break;
@@ -285,6 +302,8 @@ export class PvdUpstreams {
         : e instanceof BadResponseError
         ? "bad-answer"
         : "closed";
+      // Out of descriptors (EMFILE/ENFILE binding or connecting): pvdns's own limit, counted.
+      if (isFdExhaustion(e) || isFdExhaustion((e as Error)?.cause)) this.#options.onLimit?.("fds");
       // The caller went away or pvdns is closing: nothing was learned about the server.
       if (callerSignal?.aborted || this.#closing.signal.aborted) {
         return { ok: false, reason: "cancelled" };
@@ -324,6 +343,8 @@ export class PvdUpstreams {
           // Its smoothed RTT was pushed far up while it failed: start again from the probe's, or
           // the server would stay last behind the others for good (seen in bench/soak.ts).
           state.srtt = this.#now() - started;
+          // prefer: an encrypted server is back, so the PvD's queries leave Do53 from now.
+          if (this.#plain && isEncrypted(state.server)) this.#usingPlain(false);
         } catch {
           wait = Math.min(wait * 2, MAX_PROBE_MS);
         }
@@ -360,20 +381,18 @@ export class PvdUpstreams {
       slots.active++;
     }
     try {
-      const wire = buildUpstreamQuery({ id: randomId(), ...q });
-      let answer = await state.transport.exchange(wire, { signal });
-      if ((answer[2]! << 8 | answer[3]!) & Flags.TC && state.tcp) {
-        answer = await state.tcp.exchange(wire, { signal }); // RFC 7766: retry over TCP, same source
-      }
-      // Truncated over TCP, DoT or DoH (or over UDP with no TCP to retry on): a partial answer
-      // that would be cached and served as whole. Never downgrade; the next server is asked.
-      if ((answer[2]! << 8 | answer[3]!) & Flags.TC) {
-        throw new BadResponseError("truncated answer over a stream");
-      }
-      return indexResponse(answer, this.#now(), this.#options.cache);
+      return await askServer(state, q, signal, this.#askContext);
     } finally {
       if (slots) slots.active--;
     }
+  }
+
+  /** What is believed of an answer to `qname` (`answer_trust.ts`). */
+  #answerOptions(qname: string): IndexOptions {
+    const keepRecord = rebindFilter(this.#trust, qname);
+    if (!keepRecord) return this.#indexOptions;
+    const onDropped = this.#trust.onRebindBlocked;
+    return { trustAd: this.#trust.trustAd, keepRecord, ...(onDropped ? { onDropped } : {}) };
   }
 
   /** Closes every transport and stops the probes; queries in flight fail. */
@@ -386,18 +405,6 @@ export class PvdUpstreams {
       await s.tcp?.close();
     }
   }
-}
-
-/** Random query IDs, drawn from the system's CSPRNG 256 at a time (one op call per 256 queries). */
-const ids = new Uint16Array(256);
-let idsLeft = 0;
-
-function randomId(): number {
-  if (idsLeft === 0) {
-    crypto.getRandomValues(ids);
-    idsLeft = ids.length;
-  }
-  return ids[--idsLeft]!;
 }
 
 /** The abort reason of a try or query that ran out of time. */

@@ -9,7 +9,13 @@
 import type { LeakGuard } from "../policy/leak_guard.ts";
 import type { CreateTransportOptions } from "../transports/create.ts";
 import type { FailureReason, Transport } from "../transports/transport.ts";
-import type { PvdConfig, ServerConfig, TtlRules, UpstreamOptions } from "./config_types.ts";
+import type {
+  EncryptionPolicy,
+  PvdConfig,
+  ServerConfig,
+  TtlRules,
+  UpstreamOptions,
+} from "./config_types.ts";
 
 /** The question an upstream query asks. */
 export interface UpstreamQuestion {
@@ -66,6 +72,21 @@ export interface PvdUpstreamsOptions {
   readonly now?: () => number;
   /** First wait before probing a server that is down, ms; doubles up to 30 s. @default 1000 */
   readonly probeIntervalMs?: number;
+  /**
+   * Told of each datagram that reached one of a server's UDP query sockets and answered nothing
+   * (metrics); `burstPorts` > 0 when a spoofing warning is due (`TransportOptions`).
+   */
+  readonly onUnexpectedAnswer?: (server: ServerConfig, burstPorts: number) => void;
+  /**
+   * Told when a query of a `prefer` PvD goes to Do53 because every encrypted server is down
+   * (`"fallback"`, once per query: metrics), and when the PvD turns to Do53 (`"plain"`) or back
+   * to its encrypted servers (`"encrypted"`): logs, once per change.
+   */
+  readonly onEncryption?: (event: "fallback" | "plain" | "encrypted") => void;
+  /** Told when a bound is reached: `fds` when a socket could not be made for want of descriptors. */
+  readonly onLimit?: (limit: string) => void;
+  /** Told how many A/AAAA records a rebinding check dropped from one answer (metrics). */
+  readonly onRebindBlocked?: (records: number) => void;
   /** Makes the transport of one server (tests inject fakes). @default createTransport */
   readonly createTransport?: (options: CreateTransportOptions) => Transport;
   /** The bound on upstream exchanges at once, shared by every PvD. @default unbounded */
@@ -74,6 +95,18 @@ export interface PvdUpstreamsOptions {
 
 /** How a PvD's servers are reached, as `pvdns doctor` reports it. */
 export type EncryptionMode = "strict" | "mixed" | "none";
+
+/**
+ * The PvD's encryption policy: its `encryption` when the config gives one, else `strict` when
+ * every server is DoT/DoH, `prefer` when some are, `off` when none are.
+ */
+export function encryptionPolicy(
+  pvd: Pick<PvdConfig, "servers" | "encryption">,
+): EncryptionPolicy {
+  if (pvd.encryption) return pvd.encryption;
+  const mode = encryptionMode(pvd);
+  return mode === "strict" ? "strict" : mode === "mixed" ? "prefer" : "off";
+}
 
 /**
  * `strict` when every server of `pvd` is DoT or DoH (it never downgrades to Do53), `mixed` when

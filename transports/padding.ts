@@ -38,6 +38,7 @@ export function padMessage(message: Uint8Array, block: number): Uint8Array {
   }
   // The option header takes 4 octets; the padding fills the rest of the block.
   const padding = (block - ((message.length + 4) % block)) % block;
+  if (message.length + 4 + padding > 65535) return message; // the largest DNS message
   const out = new Uint8Array(message.length + 4 + padding);
   out.set(message);
   const rdLength = 4 + padding;

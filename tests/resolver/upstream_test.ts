@@ -465,7 +465,7 @@ Deno.test("a strict encrypted PvD (tls/https only) never downgrades: a truncated
   }
 });
 
-Deno.test("pvdns doctor says which PvDs are strict encrypted", async () => {
+Deno.test("pvdns doctor says each PvD's encryption policy", async () => {
   const dir = await Deno.makeTempDir({ prefix: "pvdns-doctor-" });
   const config = {
     listen: ["127.0.0.1:0"],
@@ -487,6 +487,13 @@ Deno.test("pvdns doctor says which PvDs are strict encrypted", async () => {
         servers: ["127.0.0.4"],
         dnsZones: ["plain.example"],
       },
+      {
+        id: "byrtt.example",
+        sourceAddresses: ["127.0.0.1"],
+        servers: ["tls://127.0.0.5#dns.example.net", "127.0.0.5"],
+        dnsZones: ["byrtt.example"],
+        encryption: "off",
+      },
     ],
   };
   try {
@@ -499,7 +506,14 @@ Deno.test("pvdns doctor says which PvDs are strict encrypted", async () => {
       "  encrypted: strict (tls/https only), never falls back to Do53",
       r.stdout + r.stderr,
     );
-    assert.equal(after("mixed.example"), "  encrypted: partly, 1 of 2 server(s) are Do53 in clear");
+    assert.equal(
+      after("mixed.example"),
+      "  encrypted: prefer, 1 Do53 server(s) asked only while every encrypted one is down",
+    );
+    assert.equal(
+      after("byrtt.example"),
+      "  encrypted: off, 1 of 2 server(s) are Do53 in clear, by RTT",
+    );
     assert.equal(after("plain.example"), "  encrypted: no, every server is Do53 in clear");
   } finally {
     await Deno.remove(dir, { recursive: true });
