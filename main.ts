@@ -35,11 +35,13 @@ import {
   pvdsCommand,
   queryCommand,
   reloadCommand,
+  routeCommand,
   statsCommand,
 } from "./client/cli.ts";
 import { DEFAULT_CONTROL } from "./client/remote.ts";
-import { encryptionMode } from "./resolver/upstream.ts";
+import { encryptionMode, encryptionPolicy } from "./resolver/upstream.ts";
 import { describePvd, watchConfig } from "./resolver/config_watch.ts";
+import { setOpenFilesLimit, startFdMonitor } from "./resolver/fd_limit.ts";
 
 /** The version printed by `pvdns --version`. */
 export const VERSION = "0.1.0";
@@ -51,8 +53,10 @@ commands:
                           answer DNS on the configured listeners (default: built from this host);
                           mmsg = batched recvmmsg/sendmmsg through FFI, deno = Deno.listenDatagram;
                           on SIGTERM/SIGINT queries in flight get MS to be answered (default 2000)
-  route NAME [TYPE] [--from ADDR] [--listener ADDR] [--pvd ID] [--config FILE]
-                          explain which PvD answers NAME, by which step and rule, via which servers
+  route NAME [TYPE] [--from ADDR] [--listener ADDR] [--pvd ID] [--config FILE] [--daemon]
+                          explain which PvD answers NAME, by which step and rule, via which servers,
+                          and which zone claims were refused; --daemon: with the PvDs in force in
+                          the running daemon (discovered ones too; rules from --config when given)
   doctor [--config FILE]  check that each PvD's servers are reached through the PvD's own interface
   check --config FILE     validate a config file; print the normalised result as JSON
   --version               print the version
@@ -113,6 +117,13 @@ async function serve(
     console.error(`pvdns: cannot start: ${ffi}`);
     return 1;
   }
+  // Before anything is bound: the soft descriptor limit the bounds need (resolver/fd_limit.ts).
+  const fdLimit = await setOpenFilesLimit({
+    limits: config.limits,
+    dnsTcpListeners: config.listen.length,
+    httpListeners: (config.control || !configPath ? 1 : 0) + (config.metrics ? 1 : 0),
+    log: (line) => console.log(line),
+  });
   let stub: Stub;
   try {
     stub = await createStub(config, { version: VERSION, udpListener });
@@ -149,6 +160,11 @@ async function serve(
     await stub.close();
     return 1;
   }
+  const fdMonitor = startFdMonitor({
+    limit: fdLimit?.soft,
+    onLimit: (limit) => stub.metrics.limit(limit),
+    log: (line) => console.error(line),
+  });
   // From here a SIGTERM/SIGINT is a graceful stop, also while RA discovery is still starting.
   const stopping = stopSignal();
   console.log("pvdns: ready");
@@ -182,6 +198,7 @@ async function serve(
   // Nothing new is taken from here on; queries already taken get drainMs to be answered.
   reloader?.close();
   hostWatch?.close();
+  fdMonitor.close();
   await Promise.all([
     stub.close({ drainMs }),
     ...http.map((listener) => listener.close()),
@@ -242,7 +259,10 @@ async function startHttp(
     }
     if (config.metrics) {
       try {
-        const m = await startMetrics(stub.registry, config.metrics.listen);
+        const m = await startMetrics(stub.registry, config.metrics.listen, {
+          limits: config.limits,
+          onLimit: (limit) => stub.metrics.limit(limit),
+        });
         started.push(m);
         console.log(`pvdns: metrics on ${m.url}/metrics`);
       } catch (e) {
@@ -279,24 +299,32 @@ function refuseConfig(configPath: string | undefined, e: unknown): 2 {
 
 async function route(
   args: string[],
-  values: { config?: string; from?: string; listener?: string; pvd?: string },
+  values: {
+    config?: string;
+    from?: string;
+    listener?: string;
+    pvd?: string;
+    daemon?: boolean;
+    control?: string;
+    token?: string;
+  },
 ): Promise<number> {
   const [name, type] = args;
   if (!name) {
     console.error(`pvdns: route needs a NAME\n${USAGE}`);
     return 2;
   }
+  const input = { name, type, from: values.from, listener: values.listener, pvd: values.pvd };
+  if (values.daemon) {
+    // The daemon's PvDs; the rules and listeners of --config only when it is given.
+    const base = values.config ? await loadOrReport(values.config) : undefined;
+    if (base === null) return 2;
+    return await routeCommand(values, input, base);
+  }
   const config = await loadOrReport(values.config);
   if (!config) return 2;
   try {
-    const { lines } = explainRoute(config, {
-      name,
-      type,
-      from: values.from,
-      listener: values.listener,
-      pvd: values.pvd,
-    });
-    for (const l of lines) console.log(l);
+    for (const l of explainRoute(config, input).lines) console.log(l);
     return 0;
   } catch (e) {
     console.error(`pvdns: ${(e as Error).message}`);
@@ -323,13 +351,16 @@ async function doctor(configPath: string | undefined): Promise<number> {
   console.log(bad ? `${bad} server(s) not reached through their PvD's interface` : "all routes ok");
   return bad ? 1 : 0;
 
-  /** Strict encrypted mode (transports/README.md): what the PvD's servers allow in clear. */
+  /** The PvD's encryption policy (README "Servers"): what its servers allow in clear. */
   function encryptionLine(pvd: PvdConfig): string {
-    const mode = encryptionMode(pvd);
-    if (mode === "strict") return "encrypted: strict (tls/https only), never falls back to Do53";
-    if (mode === "none") return "encrypted: no, every server is Do53 in clear";
+    const policy = encryptionPolicy(pvd);
     const clear = pvd.servers.filter((s) => s.protocol === "udp" || s.protocol === "tcp").length;
-    return `encrypted: partly, ${clear} of ${pvd.servers.length} server(s) are Do53 in clear`;
+    if (encryptionMode(pvd) === "none") return "encrypted: no, every server is Do53 in clear";
+    if (policy === "strict") return "encrypted: strict (tls/https only), never falls back to Do53";
+    if (policy === "prefer") {
+      return `encrypted: prefer, ${clear} Do53 server(s) asked only while every encrypted one is down`;
+    }
+    return `encrypted: off, ${clear} of ${pvd.servers.length} server(s) are Do53 in clear, by RTT`;
   }
 }
 
@@ -364,6 +395,7 @@ export async function main(args: string[]): Promise<number> {
         listener: { type: "string" },
         pvd: { type: "string" },
         json: { type: "boolean" },
+        daemon: { type: "boolean" },
         control: { type: "string" },
         token: { type: "string" },
         version: { type: "boolean" },

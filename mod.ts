@@ -84,11 +84,18 @@ export {
   selectSource,
   sortDestinations,
 } from "./client/address_selection.ts";
-export type { PvdAdditionalInfoJson, PvdChange, PvdInfo } from "./resolver/pvd_info.ts";
+export type {
+  PvdAdditionalInfoJson,
+  PvdChange,
+  PvdInfo,
+  PvdZoneJson,
+} from "./resolver/pvd_info.ts";
 export type { DnsJson, DnsJsonRecord } from "./resolver/dns_json.ts";
 export {
   type ControlOptions,
+  type HttpLimits,
   type HttpListener,
+  type MetricsListenerOptions,
   type MetricsSource,
   type ReloadOutcome,
   startControl,

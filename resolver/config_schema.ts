@@ -25,6 +25,8 @@ import {
   show,
 } from "./config_values.ts";
 
+import { acceptZoneError } from "./zone_names.ts";
+
 export * from "./config_values.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -75,10 +77,18 @@ function withHostFamilies(servers: T.ServerConfig[]): T.ServerConfig[] {
   return servers.map((s) => s.address || family === undefined ? s : { ...s, family });
 }
 
+/** An `acceptZones` entry: a domain name that is not a public suffix (resolver/zone_names.ts). */
+function parseAcceptZone(text: string): string {
+  const zone = parseDomainName(text);
+  const error = acceptZoneError(zone);
+  if (error !== undefined) throw new Error(error);
+  return zone;
+}
+
 /** A PvD's trust settings, in `pvds[]` and `discovery.pvdOptions[]` (config_types.ts PvdConfig). */
 const trustKeys = {
   trustAd: z.boolean().optional(),
-  acceptZones: z.array(leaf((t) => parseDomainName(t))).optional(),
+  acceptZones: z.array(leaf(parseAcceptZone)).optional(),
   encryption: z.enum(["strict", "prefer", "off"]).optional(),
   rebind: z.enum(["block", "off"]).optional(),
 };

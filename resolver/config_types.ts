@@ -48,6 +48,47 @@ export interface ServerConfig {
 /** Where a PvD's description came from. */
 export type PvdOrigin = "config" | "host" | "ra";
 
+/**
+ * Where one of a PvD's zones came from: the config file (the administrator wrote it); the host:
+ * a link's routing domain (`~corp.example.com` in systemd-resolved or NetworkManager, set by the
+ * administrator or a local VPN client, never by DHCP or an RA); or the network: a link's search
+ * domain (DHCP, RA), an RA's DNSSL, the `dnsZones` of the PvD's `/.well-known/pvd`. Who may claim
+ * what: policy/zone_claims.ts.
+ */
+export type ZoneSource = "config" | "search-domain" | "routing-domain" | "dnssl" | "pvd-info";
+
+/**
+ * Why a zone claim was accepted (`config`, `host`, `private-use`, `accept-zones`,
+ * `no-full-tunnel`) or refused (`public-suffix`, `full-tunnel`); policy/zone_claims.ts has the
+ * rule.
+ */
+export type ZoneClaimReason =
+  | "config"
+  | "host"
+  | "private-use"
+  | "accept-zones"
+  | "no-full-tunnel"
+  | "public-suffix"
+  | "full-tunnel";
+
+/** The verdict on one zone a PvD claims. */
+export interface ZoneClaim {
+  /** The PvD that claims the zone. */
+  readonly pvd: string;
+  /** The zone, lower case, trailing dot. */
+  readonly zone: string;
+  /** Where the claim came from. */
+  readonly source: ZoneSource;
+  /** Only accepted claims are routed. */
+  readonly accepted: boolean;
+  /** Why. */
+  readonly reason: ZoneClaimReason;
+  /** The reason in words, e.g. `would capture names from vpn.example.com (claims ., priority 100)`. */
+  readonly detail: string;
+  /** For `full-tunnel`: the PvD whose names the claim would capture. */
+  readonly fullTunnel?: string;
+}
+
 /** PvD Additional Information (RFC 8801 §4), as fetched from `https://<PvD-ID>/.well-known/pvd`. */
 export interface PvdAdditionalInfo {
   /** `identifier`: the PvD ID, lower case, no trailing dot. */
@@ -104,9 +145,27 @@ export interface PvdConfig {
   readonly trustAd?: boolean;
   /**
    * Zones (names or suffixes, lower case, trailing dot) this PvD's network may claim even when a
-   * higher-priority PvD claims `.`. Zones written in the config file need no entry here.
+   * higher-priority PvD claims `.`. Zones written in the config file need no entry here. Never a
+   * public suffix (a config error): those are refused from the network whatever this says.
    */
   readonly acceptZones?: readonly string[];
+  /**
+   * Where each of `dnsZones` came from. A zone not listed: `config` in a PvD of the config file;
+   * in a host PvD `search-domain` when it is one of `searchDomains`, else `routing-domain`; in an
+   * RA PvD `dnssl` when it is one of `searchDomains`, else `pvd-info`.
+   */
+  readonly zoneSources?: Readonly<Record<string, ZoneSource>>;
+  /**
+   * The host link this PvD was made from has systemd-resolved's `~.` routing domain: it asks for
+   * every name (a full tunnel), as `.` in `dnsZones` would, but routes as resolved's DefaultRoute
+   * does (as the default PvD), so `.` is not among its zones.
+   */
+  readonly rootRoutingDomain?: boolean;
+  /**
+   * The verdict on each of `dnsZones` against the other PvDs in force, for the JSON view; set by
+   * the registry (pvd/registry.ts). The router judges the claims itself.
+   */
+  readonly zoneClaims?: readonly ZoneClaim[];
   /**
    * Which servers may be asked: `strict` encrypted only; `prefer` encrypted first, Do53 only
    * while every encrypted server is down; `off` all by round-trip time. Absent: `strict` when

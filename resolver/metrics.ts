@@ -10,7 +10,7 @@
  */
 
 import { collectDefaultMetrics, Counter, Gauge, type Registry } from "prom-client";
-import type { PvdConfig } from "./config_types.ts";
+import type { PvdConfig, ZoneClaim } from "./config_types.ts";
 import type { AnswerSource } from "./pipeline.ts";
 
 const QTYPES: Record<number, string> = {
@@ -58,9 +58,13 @@ const BUCKETS = [
 export interface MetricSources {
   readonly pvds: () => readonly PvdConfig[];
   readonly cacheEntries: () => ReadonlyMap<string, number>;
+  /** Bytes each PvD's cache holds, as it counts them against `cache.maxBytes`. */
+  readonly cacheBytes?: () => ReadonlyMap<string, number>;
   readonly leakBlocked: () => ReadonlyMap<string, number>;
   /** Keyed `from->to`. */
   readonly fallbacks: () => ReadonlyMap<string, number>;
+  /** The verdict on every zone claim of the PvDs in force (the router's). */
+  readonly zoneClaims?: () => readonly ZoneClaim[];
 }
 
 /** A labelled histogram kept as plain arrays and exported at scrape time. */
@@ -177,6 +181,10 @@ export class ResolverMetrics {
   #hits = new Map<string, number>();
   #misses = new Map<string, number>();
   #upstreamErrors = new Map<string, number>();
+  /** Per PvD: datagrams on its upstream query sockets that answered nothing. */
+  #unexpectedAnswers = new Map<string, number>();
+  #encryptedFallbacks = new Map<string, number>();
+  #rebindBlocked = new Map<string, number>();
   #reloads = new Map<string, number>();
   #limits = new Map<string, number>();
   #duration = new FastHistogram(
@@ -266,6 +274,28 @@ export class ResolverMetrics {
     );
     scrapedCounter(
       registry,
+      "pvdns_upstream_unexpected_answers_total",
+      "Datagrams on upstream UDP query sockets that answered no query (another sender, ID or " +
+        "question): a sign of forged answers",
+      ["pvd"],
+      () => split(this.#unexpectedAnswers),
+    );
+    scrapedCounter(
+      registry,
+      "pvdns_encrypted_fallback_total",
+      'Queries of an encryption "prefer" PvD asked over Do53 because every encrypted server was down',
+      ["pvd"],
+      () => split(this.#encryptedFallbacks),
+    );
+    scrapedCounter(
+      registry,
+      "pvdns_rebind_blocked_total",
+      "A/AAAA records in private ranges dropped from answers for names outside the PvD's zones",
+      ["pvd"],
+      () => split(this.#rebindBlocked),
+    );
+    scrapedCounter(
+      registry,
       "pvdns_leak_blocked_total",
       "Upstream sends refused by the leak guard",
       ["pvd"],
@@ -303,6 +333,17 @@ export class ResolverMetrics {
       },
     });
     new Gauge({
+      name: "pvdns_cache_bytes",
+      help: "Bytes held by each PvD's cache, as counted against cache.maxBytes (entries, their " +
+        "answers' bytes, and chunk bytes that survivors pin)",
+      labelNames: ["pvd"],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [pvd, n] of sources.cacheBytes?.() ?? []) this.set({ pvd }, n);
+      },
+    });
+    new Gauge({
       name: "pvdns_pvd_info",
       help: "The PvDs in force (value 1)",
       labelNames: ["pvd", "origin", "implicit"],
@@ -311,6 +352,20 @@ export class ResolverMetrics {
         this.reset();
         for (const p of sources.pvds()) {
           this.set({ pvd: p.id, origin: p.origin, implicit: String(p.implicit) }, 1);
+        }
+      },
+    });
+    new Gauge({
+      name: "pvdns_zone_claims",
+      help: "Zones the PvDs in force claim, by where the claim came from and its verdict " +
+        "(accepted, or refused: public_suffix, full_tunnel)",
+      labelNames: ["pvd", "origin", "verdict"],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const c of sources.zoneClaims?.() ?? []) {
+          const verdict = c.accepted ? "accepted" : c.reason.replace("-", "_");
+          this.inc({ pvd: c.pvd, origin: c.source, verdict });
         }
       },
     });
@@ -361,9 +416,27 @@ export class ResolverMetrics {
     }
   }
 
+  /** A query of `pvd` (encryption `prefer`) went to Do53: every encrypted server was down. */
+  encryptedFallback(pvd: string): void {
+    bump(this.#encryptedFallbacks, pvd);
+  }
+
+  /** A rebinding check dropped `records` A/AAAA records from an answer of `pvd`. */
+  rebindBlocked(pvd: string, records: number): void {
+    bump(this.#rebindBlocked, pvd, records);
+  }
+
+  /** A datagram reached one of `pvd`'s upstream UDP query sockets and answered nothing. */
+  unexpectedAnswer(pvd: string): void {
+    bump(this.#unexpectedAnswers, pvd);
+  }
+
   /**
    * A bound was reached: `in_flight`, `client_in_flight`, `upstream_queries`, `tcp_connections`,
-   * `tcp_pipeline`, `tcp_read_timeout`, `acl` (refused), `rate_limit` (dropped or slipped).
+   * `tcp_pipeline`, `tcp_read_timeout`, `acl` (refused), `rate_limit` (dropped or slipped),
+   * `cache_entry_bytes` (an answer over `cache.maxEntryBytes`, served but not cached),
+   * `http_connections`, `http_header_timeout`, `http_request_timeout` (the HTTP listeners),
+   * `fds` (out of descriptors, or past 90 % of the limit: resolver/fd_limit.ts).
    */
   limit(name: string): void {
     bump(this.#limits, name);
@@ -380,8 +453,8 @@ export class ResolverMetrics {
   }
 }
 
-function bump(map: Map<string, number>, key: string): void {
-  map.set(key, (map.get(key) ?? 0) + 1);
+function bump(map: Map<string, number>, key: string, by = 1): void {
+  map.set(key, (map.get(key) ?? 0) + by);
 }
 
 /** Whether /proc/self may be read (prom-client's process metrics need it). */

@@ -12,7 +12,7 @@ import type { LeakGuard } from "../policy/leak_guard.ts";
 import { checkRoutes } from "../policy/route_check.ts";
 import { Router } from "../policy/router.ts";
 import type { IpRunner } from "../pvd/ip_command.ts";
-import { CacheBudget, PvdCache } from "./cache.ts";
+import { CacheBudget, DEFAULT_MAX_TOTAL_BYTES, PvdCache } from "./cache.ts";
 import type { Config, PvdConfig, ServerConfig } from "./config_types.ts";
 import { PvdUpstreams, type UpstreamSlots } from "./upstream.ts";
 
@@ -42,8 +42,17 @@ export interface PvdSetOptions {
     seconds: number,
     reason?: string,
   ) => void;
-  /** Told when a bound is reached (`upstream_queries`). */
+  /** Told when a bound is reached (`upstream_queries`, `cache_entry_bytes`). */
   readonly onLimit?: (limit: string) => void;
+  /**
+   * Told of each datagram on a PvD's upstream UDP query sockets that answered nothing;
+   * `burstPorts` > 0 when a spoofing warning is due (`TransportOptions.onUnexpectedAnswer`).
+   */
+  readonly onUnexpectedAnswer?: (pvd: string, server: ServerConfig, burstPorts: number) => void;
+  /** A PvD's encryption events (`PvdUpstreamsOptions.onEncryption`). */
+  readonly onEncryption?: (pvd: string, event: "fallback" | "plain" | "encrypted") => void;
+  /** A rebinding check dropped records from an answer of a PvD. */
+  readonly onRebindBlocked?: (pvd: string, records: number) => void;
 }
 
 /** The per-PvD runtime state, switched as a whole on reload or discovery. */
@@ -60,8 +69,8 @@ export class PvdSet {
   };
   #pvds = new Map<string, { json: string; config: PvdConfig }>();
   #optionsKey = "";
-  /** Entries over every PvD's cache, bounded by `cache.maxTotalEntries`. */
-  readonly budget: CacheBudget = new CacheBudget(Infinity, () => this.state.caches.values());
+  /** Entries and bytes over every PvD's cache (`cache.maxTotalEntries`, `cache.maxTotalBytes`). */
+  readonly budget: CacheBudget = new CacheBudget({ caches: () => this.state.caches.values() });
   /** Upstream exchanges at once over every PvD, bounded by `limits.maxUpstreamQueries`. */
   readonly slots: UpstreamSlots & { max: number };
   #options: PvdSetOptions;
@@ -89,7 +98,8 @@ export class PvdSet {
   async apply(config: Config): Promise<PvdChanges> {
     const optionsKey = JSON.stringify([config.cache, config.upstream, config.caFile ?? null]);
     const everything = optionsKey !== this.#optionsKey; // cache or timing options: rebuild all
-    this.budget.max = config.cache.maxTotalEntries;
+    this.budget.maxEntries = config.cache.maxTotalEntries;
+    this.budget.maxBytes = config.cache.maxTotalBytes ?? DEFAULT_MAX_TOTAL_BYTES;
     this.slots.max = config.limits.maxUpstreamQueries;
     const staleMs = config.cache.serveStale ? config.cache.staleMaxAge * 1000 : 0;
     const caches = new Map<string, PvdCache>();
@@ -111,9 +121,18 @@ export class PvdSet {
       (old ? changed : added).push(p.id);
       caches.set(
         p.id,
-        new PvdCache({ maxEntries: config.cache.maxEntries, budget: this.budget, staleMs }),
+        new PvdCache({
+          maxEntries: config.cache.maxEntries,
+          maxBytes: config.cache.maxBytes,
+          maxEntryBytes: config.cache.maxEntryBytes,
+          budget: this.budget,
+          staleMs,
+          onLimit: this.#options.onLimit,
+        }),
       );
       const onExchange = this.#options.onExchange;
+      const unexpected = this.#options.onUnexpectedAnswer;
+      const { onEncryption: encryption, onRebindBlocked: rebind } = this.#options;
       upstreams.set(
         p.id,
         new PvdUpstreams(p, {
@@ -124,6 +143,10 @@ export class PvdSet {
           caFile: config.caFile,
           slots: this.slots,
           ...(onExchange ? { onExchange: (s, sec, why) => onExchange(p.id, s, sec, why) } : {}),
+          ...(unexpected ? { onUnexpectedAnswer: (s, burst) => unexpected(p.id, s, burst) } : {}),
+          ...(encryption ? { onEncryption: (event) => encryption(p.id, event) } : {}),
+          ...(this.#options.onLimit ? { onLimit: this.#options.onLimit } : {}),
+          ...(rebind ? { onRebindBlocked: (n) => rebind(p.id, n) } : {}),
         }),
       );
       const previous = this.state.upstreams.get(p.id);

@@ -7,6 +7,7 @@
  */
 
 import { LeakGuard } from "../policy/leak_guard.ts";
+import { SPOOF_BURST } from "../transports/transport.ts";
 import { AdmissionControl } from "./admission.ts";
 import { type PvdEvent, PvdRegistry } from "../pvd/registry.ts";
 import type { Config, ListenerConfig } from "./config_types.ts";
@@ -62,8 +63,10 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
   const metrics = new ResolverMetrics(promRegistry, {
     pvds: () => pvds.pvds,
     cacheEntries: () => new Map([...pvds.state.caches].map(([id, c]) => [id, c.size])),
+    cacheBytes: () => new Map([...pvds.state.caches].map(([id, c]) => [id, c.bytes])),
     leakBlocked: () => guard.blocked,
     fallbacks: () => fallbacks,
+    zoneClaims: () => pvds.state.router.claims,
   }, options.version ?? "dev");
   const pvds = new PvdSet({
     guard,
@@ -74,6 +77,26 @@ export async function createStub(initial: Config, options: StubOptions = {}): Pr
     onExchange: (pvd, server, seconds, reason) =>
       metrics.upstream(pvd, server.text, server.protocol, seconds, reason),
     onLimit: (name) => metrics.limit(name),
+    onEncryption: (pvd, event) => {
+      if (event === "fallback") return metrics.encryptedFallback(pvd);
+      log(
+        event === "plain"
+          ? `pvdns: PvD ${pvd}: every encrypted server is down; asking its Do53 servers in clear ` +
+            `(encryption "prefer") until one is back`
+          : `pvdns: PvD ${pvd}: an encrypted server is back; no more Do53 in clear`,
+      );
+    },
+    onRebindBlocked: (pvd, records) => metrics.rebindBlocked(pvd, records),
+    onUnexpectedAnswer: (pvd, server, burstPorts) => {
+      metrics.unexpectedAnswer(pvd);
+      // Never the query name: the line says where, not what was asked.
+      if (burstPorts > 0) {
+        log(
+          `pvdns: PvD ${pvd}: ${burstPorts} upstream port(s) to ${server.text} took ` +
+            `${SPOOF_BURST} or more answers that matched no query: someone may be forging answers`,
+        );
+      }
+    },
   });
   const registry = new PvdRegistry(config);
   const listeners = new Set<(events: readonly PvdEvent[]) => void>();
