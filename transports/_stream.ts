@@ -64,7 +64,9 @@ class Connection {
   readonly pending = new Map<number, Pending>();
   ready = false;
   dead = false;
-  #buffer = new Uint8Array(0);
+  /** Bytes received that are not yet a whole message, as they came (at most one message's). */
+  #chunks: Uint8Array[] = [];
+  #buffered = 0;
   #idle: ReturnType<typeof setTimeout> | undefined;
   #idleMs: number;
   #onDead: (c: Connection) => void;
@@ -132,15 +134,18 @@ class Connection {
   }
 
   #receive(chunk: Uint8Array): void {
-    const next = new Uint8Array(this.#buffer.length + chunk.length);
-    next.set(this.#buffer);
-    next.set(chunk, this.#buffer.length);
-    let buf = next;
-    while (buf.length >= 2) {
-      const len = (buf[0]! << 8) | buf[1]!;
-      if (buf.length < 2 + len) break;
-      const msg = buf.slice(2, 2 + len);
-      buf = buf.subarray(2 + len);
+    // Chunks are kept as they came and a message is copied out once, when it is whole: joining
+    // every chunk to what was buffered copied a 64 KB answer several times (issue 13's flood).
+    this.#chunks.push(chunk);
+    this.#buffered += chunk.length;
+    while (this.#buffered >= 2) {
+      const first = this.#chunks[0]!;
+      const len = first.length >= 2
+        ? (first[0]! << 8) | first[1]!
+        : (first[0]! << 8) | this.#chunks[1]![0]!;
+      if (this.#buffered < 2 + len) break;
+      this.#take(2);
+      const msg = this.#take(len);
       if (msg.length < 12) continue;
       const id = (msg[0]! << 8) | msg[1]!;
       const p = this.pending.get(id);
@@ -150,8 +155,22 @@ class Connection {
       msg[1] = p.callerId & 0xff;
       p.resolve(msg);
     }
-    this.#buffer = buf.slice();
     this.#armIdle();
+  }
+
+  /** The next `n` buffered bytes, copied out of the chunks (which are let go once used). */
+  #take(n: number): Uint8Array {
+    const out = new Uint8Array(n);
+    for (let at = 0; at < n;) {
+      const c = this.#chunks[0]!;
+      const k = Math.min(c.length, n - at);
+      out.set(k === c.length ? c : c.subarray(0, k), at);
+      at += k;
+      if (k === c.length) this.#chunks.shift();
+      else this.#chunks[0] = c.subarray(k);
+    }
+    this.#buffered -= n;
+    return out;
   }
 
   #armIdle(): void {
