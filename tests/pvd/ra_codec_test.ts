@@ -18,7 +18,7 @@ import type {
 import { icmpv6Checksum } from "../../pvd/ra_wire.ts";
 import { mulberry32 } from "../_support/prng.ts";
 
-const FIXTURES = new URL("../../../shared/fixtures/ra/", import.meta.url);
+const FIXTURES = new URL("./fixtures/ra/", import.meta.url);
 
 function hex(b: Uint8Array): string {
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
