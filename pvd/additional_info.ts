@@ -26,6 +26,7 @@ import tls from "node:tls";
 import ipaddr from "ipaddr.js";
 import { Agent } from "undici";
 import type { Cidr, PvdAdditionalInfo, ServerConfig } from "../resolver/config_types.ts";
+import { readBounded } from "../transports/bounded_body.ts";
 import { lookupInPvd, type PvdLookup } from "./pvd_id_lookup.ts";
 import { isHostName } from "./ra_wire.ts";
 
@@ -236,22 +237,8 @@ async function requestOne(
       signal,
     });
     const location = res.headers.location;
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
-      size += chunk.length;
-      if (size > MAX_BODY) {
-        res.body.destroy();
-        throw new FetchError("http", `${url}: body over ${MAX_BODY} octets`);
-      }
-      chunks.push(chunk);
-    }
-    const body = new Uint8Array(size);
-    let off = 0;
-    for (const c of chunks) {
-      body.set(c, off);
-      off += c.length;
-    }
+    const body = await readBounded(res.body as AsyncIterable<Uint8Array>, MAX_BODY);
+    if (body === undefined) throw new FetchError("http", `${url}: body over ${MAX_BODY} octets`);
     return {
       status: res.statusCode,
       ...(typeof location === "string" ? { location } : {}),

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { readBounded } from "../transports/bounded_body.ts";
 import { problem } from "./http_problem.ts";
 
 /** The largest DoH message (RFC 8484 §6: a DNS message, 65,535 bytes at most). */
@@ -50,31 +51,11 @@ export async function readBody(req: Request, maxBytes: number): Promise<Uint8Arr
   const declared = declaredBodyProblem(req, maxBytes);
   if (declared) return declared;
   if (!req.body) return new Uint8Array(0);
-  const reader = req.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
+  let body: Uint8Array | undefined;
   try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      total += value.length;
-      if (total > maxBytes) {
-        reader.cancel().catch(() => {});
-        return tooLarge(`the body passed the ${maxBytes} bytes this endpoint takes`);
-      }
-      chunks.push(value);
-    }
+    body = await readBounded(req.body, maxBytes);
   } catch (e) {
     return problem(400, "bad-request", "Bad request", `the body: ${(e as Error).message}`);
-  } finally {
-    reader.releaseLock();
   }
-  if (chunks.length === 1) return chunks[0]!;
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.length;
-  }
-  return out;
+  return body ?? tooLarge(`the body passed the ${maxBytes} bytes this endpoint takes`);
 }

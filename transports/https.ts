@@ -24,6 +24,7 @@ import { LeakBlockedError } from "../policy/leak_guard.ts";
 import type { ServerConfig } from "../resolver/config_types.ts";
 import { answersQuery } from "../resolver/upstream_wire.ts";
 import { trustAnchors } from "./_trust.ts";
+import { readBounded } from "./bounded_body.ts";
 import { padMessage, QUERY_BLOCK } from "./padding.ts";
 import {
   abortError,
@@ -155,7 +156,14 @@ export class HttpsTransport implements Transport {
       });
       status = res.statusCode;
       type = String(res.headers["content-type"] ?? "");
-      body = await readBody(res.body, MAX_ANSWER, signal, this.server.text);
+      const bytes = await readBounded(res.body, MAX_ANSWER);
+      if (bytes === undefined) {
+        throw new TransportError(
+          "bad-answer",
+          `${this.server.text}: the answer is longer than ${MAX_ANSWER} bytes`,
+        );
+      }
+      body = bytes;
     } catch (e) {
       if (signal.aborted) throw abortError(signal);
       if (this.#closed) throw new TransportError("closed", `${this.server.text}: transport closed`);
@@ -212,33 +220,3 @@ export class HttpsTransport implements Transport {
 
 /** The largest DNS message (RFC 8484 §6: a body is one message). */
 const MAX_ANSWER = 65535;
-
-/**
- * The body's bytes, read while they stream: more than `max` fails at once (a hostile server
- * cannot make pvdns buffer more than one message's worth).
- */
-async function readBody(
-  body: AsyncIterable<Uint8Array> & { destroy(error?: Error): unknown },
-  max: number,
-  signal: AbortSignal,
-  context: string,
-): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  let length = 0;
-  for await (const chunk of body) {
-    length += chunk.length;
-    if (length > max || signal.aborted) {
-      body.destroy();
-      if (signal.aborted) throw abortError(signal);
-      throw new TransportError("bad-answer", `${context}: the answer is longer than ${max} bytes`);
-    }
-    chunks.push(chunk);
-  }
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
-}
