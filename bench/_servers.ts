@@ -267,12 +267,42 @@ export async function startDnsmasq(
 }
 
 /** Unbound forwarding everything (".") to NSD, caches large, one thread, no validation. */
-export async function startUnbound(
+export function startUnbound(
   p: Programs,
   address: string,
   nsd: string,
   core: number,
 ): Promise<Daemon> {
+  return startUnboundForwarder(p, { address, nsd, core, tuning: BENCH_UNBOUND_TUNING });
+}
+
+/** The cache and query settings of the main bench's Unbound (large, one slab each). */
+const BENCH_UNBOUND_TUNING = `  msg-cache-size: 256m
+  rrset-cache-size: 512m
+  msg-cache-slabs: 1
+  rrset-cache-slabs: 1
+  infra-cache-slabs: 1
+  key-cache-slabs: 1
+  num-queries-per-thread: 4096
+  prefetch: no
+`;
+
+/** What {@linkcode startUnboundForwarder} runs. */
+export interface UnboundForwarder {
+  readonly address: string;
+  /** The NSD every name is forwarded to. */
+  readonly nsd: string;
+  readonly core: number;
+  /** `server:` lines for caches and the like, each ending in a newline ("" for Unbound's defaults). */
+  readonly tuning: string;
+}
+
+/** Unbound forwarding everything (".") to NSD, one thread, no validation, `tuning` as given. */
+export async function startUnboundForwarder(
+  p: Pick<Programs, "unbound" | "taskset">,
+  u: UnboundForwarder,
+): Promise<Daemon> {
+  const { address, nsd, core } = u;
   const dir = await Deno.makeTempDir({ prefix: "pvdns-bench-unbound-" });
   await Deno.writeTextFile(
     `${dir}/unbound.conf`,
@@ -292,15 +322,7 @@ export async function startUnbound(
   module-config: "iterator"
   access-control: 127.0.0.0/8 allow
   do-not-query-localhost: no
-  msg-cache-size: 256m
-  rrset-cache-size: 512m
-  msg-cache-slabs: 1
-  rrset-cache-slabs: 1
-  infra-cache-slabs: 1
-  key-cache-slabs: 1
-  num-queries-per-thread: 4096
-  prefetch: no
-remote-control:
+${u.tuning}remote-control:
   control-enable: no
 forward-zone:
   name: "."

@@ -30,7 +30,7 @@ import {
   servePermissions,
 } from "../tests/_support/pvdns_process.ts";
 import { dnsperf, type DnsperfResult, queryFile } from "./_dnsperf.ts";
-import { type Daemon, spawnPinned, startNsdZone } from "./_servers.ts";
+import { type Daemon, spawnPinned, startNsdZone, startUnboundForwarder } from "./_servers.ts";
 import { scrapeMetrics, total } from "./_soak_metrics.ts";
 import { ensureTools, killAll, killChildrenOnSignal, rssKib } from "./_system.ts";
 
@@ -87,52 +87,19 @@ function startNsd(nsd: string, taskset: string, address: string): Promise<Daemon
   });
 }
 
-async function startUnbound(
+function startUnbound(
   unbound: string,
   taskset: string,
   address: string,
   nsd: string,
 ): Promise<Daemon> {
-  const dir = await Deno.makeTempDir({ prefix: "pvdns-flood-unbound-" });
   const cache = args["unbound-cache"];
-  const sizes = cache
+  const tuning = cache
     ? `  msg-cache-size: ${cache}\n  rrset-cache-size: ${
       cache.replace(/^(\d+)/, (n) => String(2 * Number(n)))
     }\n`
     : "";
-  await Deno.writeTextFile(
-    `${dir}/unbound.conf`,
-    `server:
-  interface: ${address}
-  port: 53
-  do-ip6: no
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: "${dir}"
-  pidfile: "${dir}/unbound.pid"
-  use-syslog: no
-  logfile: ""
-  verbosity: 0
-  num-threads: 1
-  module-config: "iterator"
-  access-control: 127.0.0.0/8 allow
-  do-not-query-localhost: no
-${sizes}remote-control:
-  control-enable: no
-forward-zone:
-  name: "."
-  forward-addr: ${nsd}@53
-`,
-  );
-  return spawnPinned({
-    name: "unbound",
-    address,
-    argv: [unbound, "-d", "-c", `${dir}/unbound.conf`],
-    core: SERVER_CORE,
-    taskset,
-    dir,
-  });
+  return startUnboundForwarder({ unbound, taskset }, { address, nsd, core: SERVER_CORE, tuning });
 }
 
 /** pvdns as `deno task start` runs it (its V8 flags and permissions), metrics on. */
