@@ -33,28 +33,23 @@
  * @module
  */
 
-export * from "./resolver/config_types.ts";
-export { ConfigError, loadConfigFile, parseConfig, validateConfig } from "./resolver/config.ts";
-export { buildHostDefault, type HostDeps } from "./resolver/host_default.ts";
-export { createStub, type HandleOptions, type Stub, type StubOptions } from "./resolver/stub.ts";
-export { type Route, type RouteInput, Router, type RouteStep } from "./policy/router.ts";
-export { type ExplainInput, explainRoute } from "./policy/explain.ts";
-export { checkRoutes, type RouteCheck } from "./policy/route_check.ts";
-export { LeakBlockedError, LeakGuard } from "./policy/leak_guard.ts";
+export * from "./src/config/types.ts";
+export { ConfigError, loadConfigFile, parseConfig, validateConfig } from "./src/config/parse.ts";
+export { createStub, type HandleOptions, type Stub, type StubOptions } from "./src/service/stub.ts";
 export {
   PvdResolver,
   type PvdResolverOptions,
   type ResolveAddressOptions,
-} from "./client/resolver.ts";
+} from "./src/client/resolver.ts";
 export {
   type Exchange,
   type ExchangeOptions,
   type PvdBackend,
   stubBackend,
-} from "./client/backend.ts";
-export type { ResolveOptions } from "./client/query.ts";
-export type { LookupAddress, LookupOptions } from "./client/lookup.ts";
-export type { WatchOptions } from "./client/watch.ts";
+} from "./src/client/backend.ts";
+export type { ResolveOptions } from "./src/client/query.ts";
+export type { LookupAddress, LookupOptions } from "./src/client/lookup.ts";
+export type { WatchOptions } from "./src/client/watch.ts";
 export type {
   Answered,
   MxRecord,
@@ -63,7 +58,7 @@ export type {
   RecordWithTtl,
   SoaRecord,
   SrvRecord,
-} from "./client/records.ts";
+} from "./src/client/records.ts";
 export {
   connect,
   type ConnectOptions,
@@ -71,42 +66,28 @@ export {
   DEFAULT_CONTROL,
   type Health,
   type ReloadReport,
-} from "./client/remote.ts";
+} from "./src/client/remote.ts";
 export {
   ControlError,
   DnsError,
   type DnsErrorCode,
   type DnsErrorInit,
   type Problem,
-} from "./client/errors.ts";
+} from "./src/client/errors.ts";
 export {
   type SelectedAddress,
   selectSource,
   sortDestinations,
-} from "./client/address_selection.ts";
-export type {
-  PvdAdditionalInfoJson,
-  PvdChange,
-  PvdInfo,
-  PvdZoneJson,
-} from "./resolver/pvd_info.ts";
-export type { DnsJson, DnsJsonRecord } from "./resolver/dns_json.ts";
-export {
-  type ControlOptions,
-  type HttpLimits,
-  type HttpListener,
-  type MetricsListenerOptions,
-  type MetricsSource,
-  type ReloadOutcome,
-  startControl,
-  startMetrics,
-} from "./resolver/control.ts";
-export type { Answer, AnswerSource, ClientInfo } from "./resolver/pipeline.ts";
-export type { CloseOptions, ReloadResult } from "./resolver/stub.ts";
-export type { PvdChanges } from "./resolver/pvd_set.ts";
-export type { PvdEvent } from "./pvd/registry.ts";
-export type { IpRunner } from "./pvd/ip_command.ts";
-export type { GuardedPvd } from "./policy/leak_guard.ts";
-export type { ParseConfigOptions } from "./resolver/config.ts";
-export type { Query } from "./resolver/wire.ts";
-export type { StoredResponse } from "./resolver/response.ts";
+} from "./src/client/address_selection.ts";
+export type { PvdAdditionalInfoJson, PvdChange, PvdInfo, PvdZoneJson } from "./src/pvd/pvd_info.ts";
+export type { DnsJson, DnsJsonRecord } from "./src/dns/json.ts";
+export type { Answer } from "./src/service/pipeline.ts";
+export type { AnswerSource, StoredResponse, TtlRules } from "./src/dns/response.ts";
+export type { ClientInfo } from "./src/listen/listener.ts";
+export type { CloseOptions, ReloadResult } from "./src/service/stub.ts";
+export type { PvdChanges } from "./src/service/pvd_set.ts";
+export type { PvdEvent } from "./src/pvd/registry.ts";
+export type { IpRunner } from "./src/host/ip_command.ts";
+export type { ParseConfigOptions } from "./src/config/parse.ts";
+export type { Query } from "./src/dns/wire.ts";
+export type { GuardedPvd, LeakGuard } from "./src/policy/leak_guard.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { exec } from "../tests/_support/exec.ts";
+import { exec } from "../testkit/exec.ts";
 
 /** One dnsperf run. */
 export interface DnsperfOptions {

@@ -9,8 +9,8 @@
  * @module
  */
 
-import { sleep, terminate } from "../tests/_support/exec.ts";
-import { pvdnsArgv, REPO_ROOT } from "../tests/_support/pvdns_process.ts";
+import { sleep, terminate } from "../testkit/exec.ts";
+import { pvdnsArgv, REPO_ROOT } from "../testkit/pvdns_process.ts";
 import { descendants, track } from "./_system.ts";
 
 /** A running server. */

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { mulberry32 } from "../tests/_support/prng.ts";
+import { mulberry32 } from "../testkit/prng.ts";
 
 /** Options of {@linkcode startSlowUpstream}. */
 export interface SlowUpstreamOptions {

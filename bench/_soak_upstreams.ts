@@ -3,7 +3,7 @@
  *
  * Each server answers every name under its PvD's zone (`--address=/ZONE/IPv4` and `/IPv6`, so
  * there are endless distinct names) and REFUSES all else; it logs every query
- * (`--log-queries`, parsed by `parseQueryLog` of `tests/_support/dnsmasq.ts`). A server can be
+ * (`--log-queries`, parsed by `parseQueryLog` of `testkit/dnsmasq.ts`). A server can be
  * killed with SIGKILL and started again on the same address (the flapping one): the log of each
  * instance is scanned before its temp directory goes, so nothing it saw is lost.
  *
@@ -14,8 +14,8 @@
  * @module
  */
 
-import { type Dnsmasq, parseQueryLog, startDnsmasq } from "../tests/_support/dnsmasq.ts";
-import { sleep } from "../tests/_support/exec.ts";
+import { type Dnsmasq, parseQueryLog, startDnsmasq } from "../testkit/dnsmasq.ts";
+import { sleep } from "../testkit/exec.ts";
 import { descendants } from "./_system.ts";
 
 /** Counts from the query logs of one server (summed over its instances). */

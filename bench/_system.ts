@@ -6,7 +6,7 @@
  * @module
  */
 
-import { exec, execOk } from "../tests/_support/exec.ts";
+import { exec, execOk } from "../testkit/exec.ts";
 
 /** The programs the bench drives, and the Debian package of each. */
 export const TOOLS = {

@@ -21,14 +21,14 @@
  */
 
 import { parseArgs } from "node:util";
-import { sleep } from "../tests/_support/exec.ts";
-import { loopbackAddress } from "../tests/_support/loopback.ts";
+import { sleep } from "../testkit/exec.ts";
+import { loopbackAddress } from "../testkit/loopback.ts";
 import {
   configPermissions,
   pvdnsArgv,
   REPO_ROOT,
   servePermissions,
-} from "../tests/_support/pvdns_process.ts";
+} from "../testkit/pvdns_process.ts";
 import { dnsperf, type DnsperfResult, queryFile } from "./_dnsperf.ts";
 import { type Daemon, spawnPinned, startNsdZone, startUnboundForwarder } from "./_servers.ts";
 import { scrapeMetrics, total } from "./_soak_metrics.ts";

@@ -13,7 +13,7 @@
  * answers over 8 KiB). Besides the figures over all entries it prints those of the second half
  * alone: what one more entry costs, without the fixed costs (the LRU's arrays, code, the first
  * chunks) and the high-water of the run's own garbage, which a forced GC frees but malloc keeps
- * resident. The fixed per-entry charge (`ENTRY_OVERHEAD_BYTES` in resolver/cache.ts) is what one
+ * resident. The fixed per-entry charge (`ENTRY_OVERHEAD_BYTES` in src/cache/cache.ts) is what one
  * more entry of the default run (one A record) holds, V8 heap and external memory (which its RSS
  * matches), less its slot and its key's characters.
  *
@@ -22,8 +22,8 @@
 
 import * as packet from "dns-packet";
 import { parseArgs } from "node:util";
-import { cacheKey, PvdCache } from "../resolver/cache.ts";
-import { indexResponse } from "../resolver/response.ts";
+import { cacheKey, PvdCache } from "../src/cache/cache.ts";
+import { indexResponse } from "../src/dns/response.ts";
 
 const { values } = parseArgs({
   args: Deno.args,

@@ -1,6 +1,6 @@
 /**
  * The long listener fuzz run (issue 8 part 1): the harness of
- * `tests/resolver/listener_fuzz_test.ts` (tests/_support/fuzz_driver.ts) for a million inputs by
+ * `tests/listen/listener_fuzz_test.ts` (testkit/fuzz_driver.ts) for a million inputs by
  * default, split between the two UDP listener implementations (`--udp-listener mmsg` and `deno`),
  * 85% over UDP and 15% as TCP messages, in batches of about 20,000 with the liveness checks and
  * the UDP and TCP probes after each. Prints the counters and the wall time; exits 1 when anything
@@ -13,7 +13,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { formatStats, runFuzz } from "../tests/_support/fuzz_driver.ts";
+import { formatStats, runFuzz } from "../testkit/fuzz_driver.ts";
 
 const { values } = parseArgs({
   args: Deno.args,

@@ -13,14 +13,14 @@
  * @module
  */
 
-import { cacheKey, PvdCache } from "../resolver/cache.ts";
-import { validateConfig } from "../resolver/config.ts";
-import { indexResponse, renderResponse } from "../resolver/response.ts";
-import { createStub } from "../resolver/stub.ts";
-import { parseQuery, type Query } from "../resolver/wire.ts";
-import { startDnsmasq } from "../tests/_support/dnsmasq.ts";
-import { loopbackAddress } from "../tests/_support/loopback.ts";
-import { buildQuery } from "../tests/_support/wire.ts";
+import { cacheKey, PvdCache } from "../src/cache/cache.ts";
+import { validateConfig } from "../src/config/parse.ts";
+import { indexResponse, renderResponse } from "../src/dns/response.ts";
+import { createStub } from "../src/service/stub.ts";
+import { parseQuery, type Query } from "../src/dns/wire.ts";
+import { startDnsmasq } from "../testkit/dnsmasq.ts";
+import { loopbackAddress } from "../testkit/loopback.ts";
+import { buildQuery } from "../testkit/wire.ts";
 
 const NAME = "www.bench.test";
 const query = buildQuery(0x1234, NAME);

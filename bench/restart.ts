@@ -4,7 +4,7 @@
  * same addresses. Each cycle leaves a stale control socket behind, as a crash does.
  *
  * pvdns runs with the start task's permissions plus what its config needs (as the e2e tests do,
- * tests/_support/pvdns_process.ts), forwarding to a dnsmasq on loopback; the first answer is a
+ * testkit/pvdns_process.ts), forwarding to a dnsmasq on loopback; the first answer is a
  * cache miss answered by that upstream. Queries are sent every 5 ms from the moment the process
  * is spawned, so the figure includes Deno's start-up and module loading (warm module cache: the
  * first cycle is a warm-up and not counted). Under systemd add `RestartSec` (packaging/pvdns.service).
@@ -15,15 +15,15 @@
  */
 
 import { parseArgs } from "node:util";
-import { startDnsmasq } from "../tests/_support/dnsmasq.ts";
-import { loopbackAddress } from "../tests/_support/loopback.ts";
+import { startDnsmasq } from "../testkit/dnsmasq.ts";
+import { loopbackAddress } from "../testkit/loopback.ts";
 import {
   configPermissions,
   pvdnsArgv,
   REPO_ROOT,
   servePermissions,
-} from "../tests/_support/pvdns_process.ts";
-import { buildQuery } from "../tests/_support/wire.ts";
+} from "../testkit/pvdns_process.ts";
+import { buildQuery } from "../testkit/wire.ts";
 
 /** Longest wait for one first answer before the bench gives up. */
 const FIRST_ANSWER_LIMIT_MS = 15_000;

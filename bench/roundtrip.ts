@@ -9,10 +9,10 @@
  * @module
  */
 
-import { startDnsmasq } from "../tests/_support/dnsmasq.ts";
-import { loopbackAddress } from "../tests/_support/loopback.ts";
-import { startPvdns } from "../tests/_support/pvdns_process.ts";
-import { buildQuery } from "../tests/_support/wire.ts";
+import { startDnsmasq } from "../testkit/dnsmasq.ts";
+import { loopbackAddress } from "../testkit/loopback.ts";
+import { startPvdns } from "../testkit/pvdns_process.ts";
+import { buildQuery } from "../testkit/wire.ts";
 
 const HITS = 2000;
 const MISSES = 500;

@@ -25,8 +25,8 @@
  * @module
  */
 
-import { exec, sleep } from "../tests/_support/exec.ts";
-import { loopbackAddress } from "../tests/_support/loopback.ts";
+import { exec, sleep } from "../testkit/exec.ts";
+import { loopbackAddress } from "../testkit/loopback.ts";
 import { dnsperf, type DnsperfResult, percentile, queryFile } from "./_dnsperf.ts";
 import {
   markdownTable,

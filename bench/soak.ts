@@ -22,10 +22,10 @@
  * @module
  */
 
-import { exec, sleep } from "../tests/_support/exec.ts";
-import { loopbackAddress } from "../tests/_support/loopback.ts";
-import { type PvdnsProcess, REPO_ROOT, startPvdns } from "../tests/_support/pvdns_process.ts";
-import { buildQuery } from "../tests/_support/wire.ts";
+import { exec, sleep } from "../testkit/exec.ts";
+import { loopbackAddress } from "../testkit/loopback.ts";
+import { type PvdnsProcess, REPO_ROOT, startPvdns } from "../testkit/pvdns_process.ts";
+import { buildQuery } from "../testkit/wire.ts";
 import { dnsperf, type DnsperfResult, queryFile } from "./_dnsperf.ts";
 import { type Sample, scrapeMetrics, sumBy, total } from "./_soak_metrics.ts";
 import { heap, type RssSample, summary, udpDrops } from "./_soak_report.ts";

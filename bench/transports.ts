@@ -22,16 +22,16 @@
  * @module
  */
 
-import { LeakGuard } from "../policy/leak_guard.ts";
-import { parseServer } from "../resolver/config_schema.ts";
-import type { ServerConfig, ServerProtocol } from "../resolver/config_types.ts";
-import { buildUpstreamQuery } from "../resolver/upstream_wire.ts";
-import { createTransport } from "../transports/create.ts";
-import { loopbackAddress } from "../tests/_support/loopback.ts";
-import { startPvdns } from "../tests/_support/pvdns_process.ts";
-import { makeTestPki } from "../tests/_support/test_pki.ts";
-import { startUnbound } from "../tests/_support/unbound.ts";
-import { buildQuery } from "../tests/_support/wire.ts";
+import { LeakGuard } from "../src/policy/leak_guard.ts";
+import { parseServer } from "../src/config/schema.ts";
+import type { ServerConfig, ServerProtocol } from "../src/config/types.ts";
+import { buildUpstreamQuery } from "../src/dns/query.ts";
+import { createTransport } from "../src/transports/create.ts";
+import { loopbackAddress } from "../testkit/loopback.ts";
+import { startPvdns } from "../testkit/pvdns_process.ts";
+import { makeTestPki } from "../testkit/test_pki.ts";
+import { startUnbound } from "../testkit/unbound.ts";
+import { buildQuery } from "../testkit/wire.ts";
 
 const QUERIES = Number(Deno.args[0] ?? 500);
 const WARMUP = 50;

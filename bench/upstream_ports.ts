@@ -17,9 +17,9 @@
  */
 
 import { parseArgs } from "node:util";
-import { loopbackAddress } from "../tests/_support/loopback.ts";
-import { startPvdns } from "../tests/_support/pvdns_process.ts";
-import { buildQuery } from "../tests/_support/wire.ts";
+import { loopbackAddress } from "../testkit/loopback.ts";
+import { startPvdns } from "../testkit/pvdns_process.ts";
+import { buildQuery } from "../testkit/wire.ts";
 
 const { values: args } = parseArgs({
   args: Deno.args,

@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { selectSource, sortDestinations } from "../../client/address_selection.ts";
+import { selectSource, sortDestinations } from "../../src/client/address_selection.ts";
 
 const order = (dests: string[], sources: string[]) =>
   sortDestinations(dests.map((address) => ({ address })), () => sources).map((d) =>

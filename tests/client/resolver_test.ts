@@ -9,11 +9,11 @@
 
 import assert from "node:assert/strict";
 import { connect, DnsError, PvdResolver } from "../../mod.ts";
-import { validateConfig } from "../../resolver/config.ts";
-import { startControl } from "../../resolver/control.ts";
-import { createStub } from "../../resolver/stub.ts";
-import { startTwoPvds } from "../_support/two_pvds.ts";
-import type { PvdChange } from "../../resolver/pvd_info.ts";
+import { validateConfig } from "../../src/config/parse.ts";
+import { startControl } from "../../src/control/control.ts";
+import { createStub } from "../../src/service/stub.ts";
+import { startTwoPvds } from "../../testkit/two_pvds.ts";
+import type { PvdChange } from "../../src/pvd/pvd_info.ts";
 
 async function rejects(p: Promise<unknown>, code: string, pvd?: string): Promise<DnsError> {
   try {

@@ -8,9 +8,9 @@
  */
 
 import assert from "node:assert/strict";
-import { loopbackAddress } from "../_support/loopback.ts";
-import { runPvdns, startPvdns } from "../_support/pvdns_process.ts";
-import { startTwoPvds } from "../_support/two_pvds.ts";
+import { loopbackAddress } from "../../testkit/loopback.ts";
+import { runPvdns, startPvdns } from "../../testkit/pvdns_process.ts";
+import { startTwoPvds } from "../../testkit/two_pvds.ts";
 
 Deno.test("pvdns pvds / query / flush / reload / stats talk to the daemon over its control API", async (t) => {
   const f = await startTwoPvds();

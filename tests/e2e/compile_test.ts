@@ -13,11 +13,11 @@
  */
 
 import assert from "node:assert/strict";
-import { dig } from "../_support/dig.ts";
-import { startDnsmasq } from "../_support/dnsmasq.ts";
-import { exec } from "../_support/exec.ts";
-import { loopbackAddress } from "../_support/loopback.ts";
-import { REPO_ROOT } from "../_support/pvdns_process.ts";
+import { dig } from "../../testkit/dig.ts";
+import { startDnsmasq } from "../../testkit/dnsmasq.ts";
+import { exec } from "../../testkit/exec.ts";
+import { loopbackAddress } from "../../testkit/loopback.ts";
+import { REPO_ROOT } from "../../testkit/pvdns_process.ts";
 
 /** Why the denort runtime cannot be had here, or undefined when it can. */
 async function denortMissing(): Promise<string | undefined> {

@@ -7,15 +7,15 @@
  */
 
 import assert from "node:assert/strict";
-import { dig } from "../_support/dig.ts";
-import { startDnsmasq } from "../_support/dnsmasq.ts";
-import { loopbackAddress } from "../_support/loopback.ts";
+import { dig } from "../../testkit/dig.ts";
+import { startDnsmasq } from "../../testkit/dnsmasq.ts";
+import { loopbackAddress } from "../../testkit/loopback.ts";
 import {
   configPermissions,
   runPvdns,
   servePermissions,
   startPvdns,
-} from "../_support/pvdns_process.ts";
+} from "../../testkit/pvdns_process.ts";
 
 /** A V8 stack frame line, as an uncaught error prints them. */
 const STACK_FRAME = /^\s+at .+:\d+:\d+\)?$/m;

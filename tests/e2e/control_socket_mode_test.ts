@@ -4,16 +4,16 @@
  * `lstat`s the socket's path in a tight loop from before the daemon starts until it is ready,
  * and reports every mode it saw. A socket left 0777 (no umask around the bind) fails this
  * every time; a bind followed by a chmod leaves a window of some microseconds that the loop
- * catches often but not always: tests/resolver/http_listener_test.ts proves the mode at
+ * catches often but not always: tests/control/http_listener_test.ts proves the mode at
  * creation deterministically.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
-import { PYTHON } from "../_support/dnspython.ts";
-import { type PvdnsProcess, startPvdns } from "../_support/pvdns_process.ts";
-import { startTwoPvds } from "../_support/two_pvds.ts";
+import { PYTHON } from "../../testkit/dnspython.ts";
+import { type PvdnsProcess, startPvdns } from "../../testkit/pvdns_process.ts";
+import { startTwoPvds } from "../../testkit/two_pvds.ts";
 
 const WATCH = `
 import json, os, select, stat, sys, time

@@ -9,11 +9,11 @@
  */
 
 import assert from "node:assert/strict";
-import { dig } from "../_support/dig.ts";
-import { loopbackAddress } from "../_support/loopback.ts";
-import { type PvdnsProcess, startPvdns } from "../_support/pvdns_process.ts";
-import { startTwoPvds } from "../_support/two_pvds.ts";
-import { buildQuery } from "../_support/wire.ts";
+import { dig } from "../../testkit/dig.ts";
+import { loopbackAddress } from "../../testkit/loopback.ts";
+import { type PvdnsProcess, startPvdns } from "../../testkit/pvdns_process.ts";
+import { startTwoPvds } from "../../testkit/two_pvds.ts";
+import { buildQuery } from "../../testkit/wire.ts";
 
 const TOKEN = "body-test-token";
 const HUGE = 100 * 1024 * 1024;

@@ -9,10 +9,10 @@
  */
 
 import assert from "node:assert/strict";
-import { dig } from "../_support/dig.ts";
-import { startDnsmasq } from "../_support/dnsmasq.ts";
-import { createNetns, writeNetnsResolvConf } from "../_support/netns.ts";
-import { startPvdns } from "../_support/pvdns_process.ts";
+import { dig } from "../../testkit/dig.ts";
+import { startDnsmasq } from "../../testkit/dnsmasq.ts";
+import { createNetns, writeNetnsResolvConf } from "../../testkit/netns.ts";
+import { startPvdns } from "../../testkit/pvdns_process.ts";
 
 Deno.test("pvdns serve without --config builds its PvDs from the host's resolv.conf", async (t) => {
   const ns = await createNetns({ prefix: "emb" });

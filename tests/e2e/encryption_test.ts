@@ -10,12 +10,12 @@
  */
 
 import assert from "node:assert/strict";
-import { startCapture } from "../_support/capture.ts";
-import { dig } from "../_support/dig.ts";
-import { loopbackAddress } from "../_support/loopback.ts";
-import { startPvdns } from "../_support/pvdns_process.ts";
-import { makeTestPki } from "../_support/test_pki.ts";
-import { startUnbound, type Unbound } from "../_support/unbound.ts";
+import { startCapture } from "../../testkit/capture.ts";
+import { dig } from "../../testkit/dig.ts";
+import { loopbackAddress } from "../../testkit/loopback.ts";
+import { startPvdns } from "../../testkit/pvdns_process.ts";
+import { makeTestPki } from "../../testkit/test_pki.ts";
+import { startUnbound, type Unbound } from "../../testkit/unbound.ts";
 
 const ZONE = { records: [{ name: "enc.test", type: "A" as const, value: "192.0.2.7" }] };
 

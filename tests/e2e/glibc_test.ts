@@ -11,11 +11,11 @@
  */
 
 import assert from "node:assert/strict";
-import { dig } from "../_support/dig.ts";
-import { startDnsmasq } from "../_support/dnsmasq.ts";
-import { loopbackAddress } from "../_support/loopback.ts";
-import { createNetns, writeNetnsResolvConf } from "../_support/netns.ts";
-import { startPvdns } from "../_support/pvdns_process.ts";
+import { dig } from "../../testkit/dig.ts";
+import { startDnsmasq } from "../../testkit/dnsmasq.ts";
+import { loopbackAddress } from "../../testkit/loopback.ts";
+import { createNetns, writeNetnsResolvConf } from "../../testkit/netns.ts";
+import { startPvdns } from "../../testkit/pvdns_process.ts";
 
 Deno.test("glibc getent ahosts resolves A and AAAA through pvdns in a netns", async (t) => {
   const ns = await createNetns({ dualStack: true });

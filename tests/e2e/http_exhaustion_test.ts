@@ -5,19 +5,19 @@
  * `limits.httpHeaderMs`, and survive running out of descriptors (accept errors counted as
  * `pvdns_limit_reached_total{limit="fds"}`, never fatal).
  *
- * The connections come from a python3 child (tests/_support/conn_flood.ts) run through
+ * The connections come from a python3 child (testkit/conn_flood.ts) run through
  * `prlimit --nofile`; the daemon gets its own descriptor limit the same way.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
-import { dig } from "../_support/dig.ts";
-import { exec, sleep } from "../_support/exec.ts";
-import { loopbackAddress } from "../_support/loopback.ts";
-import { type PvdnsProcess, startPvdns } from "../_support/pvdns_process.ts";
-import { startTwoPvds } from "../_support/two_pvds.ts";
-import { type Flood, startFlood } from "../_support/conn_flood.ts";
+import { dig } from "../../testkit/dig.ts";
+import { exec, sleep } from "../../testkit/exec.ts";
+import { loopbackAddress } from "../../testkit/loopback.ts";
+import { type PvdnsProcess, startPvdns } from "../../testkit/pvdns_process.ts";
+import { startTwoPvds } from "../../testkit/two_pvds.ts";
+import { type Flood, startFlood } from "../../testkit/conn_flood.ts";
 
 const TOKEN = "flood-test-token";
 

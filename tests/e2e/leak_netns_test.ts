@@ -19,16 +19,16 @@
  */
 
 import assert from "node:assert/strict";
-import { dig, type DigOptions, type DigResult, txtStrings } from "../_support/dig.ts";
-import { type Dnsmasq, startDnsmasq } from "../_support/dnsmasq.ts";
-import { exec, execOk, sleep } from "../_support/exec.ts";
+import { dig, type DigOptions, type DigResult, txtStrings } from "../../testkit/dig.ts";
+import { type Dnsmasq, startDnsmasq } from "../../testkit/dnsmasq.ts";
+import { exec, execOk, sleep } from "../../testkit/exec.ts";
 import {
   createNetns,
   createVethPair,
   type Netns,
   writeNetnsResolvConf,
-} from "../_support/netns.ts";
-import { type PvdnsProcess, startPvdns } from "../_support/pvdns_process.ts";
+} from "../../testkit/netns.ts";
+import { type PvdnsProcess, startPvdns } from "../../testkit/pvdns_process.ts";
 
 const ISP = { src: "198.18.1.10", gw: "198.18.1.1", server: "198.18.53.1", table: "100" };
 const VPN = { src: "10.8.0.10", gw: "10.8.0.1", server: "10.9.53.1", table: "200" };

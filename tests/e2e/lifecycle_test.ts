@@ -1,5 +1,5 @@
 /**
- * The daemon's life cycle, as `pvdns serve` runs it (tests/_support/pvdns_process.ts: the start
+ * The daemon's life cycle, as `pvdns serve` runs it (testkit/pvdns_process.ts: the start
  * task's narrowed permissions):
  *
  * - SIGTERM/SIGINT: listeners take nothing new at once, queries already taken (UDP and TCP) are
@@ -19,12 +19,12 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import * as packet from "dns-packet";
-import { dig } from "../_support/dig.ts";
-import { startDnsmasq } from "../_support/dnsmasq.ts";
-import { delayedUdpUpstream, udpBlackHole } from "../_support/fake_servers.ts";
-import { loopbackAddress } from "../_support/loopback.ts";
-import { startPvdns } from "../_support/pvdns_process.ts";
-import { buildQuery } from "../_support/wire.ts";
+import { dig } from "../../testkit/dig.ts";
+import { startDnsmasq } from "../../testkit/dnsmasq.ts";
+import { delayedUdpUpstream, udpBlackHole } from "../../testkit/fake_servers.ts";
+import { loopbackAddress } from "../../testkit/loopback.ts";
+import { startPvdns } from "../../testkit/pvdns_process.ts";
+import { buildQuery } from "../../testkit/wire.ts";
 
 /** A UDP client socket that keeps every reply, by message ID. */
 function udpClient() {

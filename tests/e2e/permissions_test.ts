@@ -1,6 +1,6 @@
 /**
  * Least privilege: pvdns runs with the Deno permissions of `deno task start` (deno.json), which
- * every e2e daemon also gets (tests/_support/pvdns_process.ts). Here:
+ * every e2e daemon also gets (testkit/pvdns_process.ts). Here:
  *
  * - the `start` task itself, as a user runs it on a fresh host: the embedded default finds its
  *   upstream in resolv.conf (network namespace with its own `/etc/netns/NS/resolv.conf`), runs
@@ -14,18 +14,18 @@
  */
 
 import assert from "node:assert/strict";
-import { dig } from "../_support/dig.ts";
-import { startDnsmasq } from "../_support/dnsmasq.ts";
-import { exec } from "../_support/exec.ts";
-import { loopbackAddress } from "../_support/loopback.ts";
-import { createNetns, writeNetnsResolvConf } from "../_support/netns.ts";
+import { dig } from "../../testkit/dig.ts";
+import { startDnsmasq } from "../../testkit/dnsmasq.ts";
+import { exec } from "../../testkit/exec.ts";
+import { loopbackAddress } from "../../testkit/loopback.ts";
+import { createNetns, writeNetnsResolvConf } from "../../testkit/netns.ts";
 import {
   REPO_ROOT,
   runPvdns,
   servePermissions,
   START_PERMISSIONS,
   startPvdns,
-} from "../_support/pvdns_process.ts";
+} from "../../testkit/pvdns_process.ts";
 
 Deno.test("deno task start: the narrowed permissions build the embedded default and serve", async () => {
   assert.ok(!START_PERMISSIONS.includes("--allow-all"), "the start task is narrowed");
@@ -64,7 +64,7 @@ Deno.test("without --allow-ffi the batched listener is unavailable, and no promp
   const script = `${dir}/mmsg.ts`;
   await Deno.writeTextFile(
     script,
-    `import { mmsgAvailable } from "${REPO_ROOT}/resolver/udp_mmsg.ts";\n` +
+    `import { mmsgAvailable } from "${REPO_ROOT}/src/listen/udp_mmsg.ts";\n` +
       `console.log(\`mmsg available: \${mmsgAvailable()}\`);\n`,
   );
   // `script` gives the child a terminal: a permission prompt would show and wait there.

@@ -7,11 +7,11 @@
  */
 
 import assert from "node:assert/strict";
-import { dig } from "../_support/dig.ts";
-import { exec, sleep } from "../_support/exec.ts";
-import { loopbackAddress } from "../_support/loopback.ts";
-import { startPvdns } from "../_support/pvdns_process.ts";
-import { startTwoPvds } from "../_support/two_pvds.ts";
+import { dig } from "../../testkit/dig.ts";
+import { exec, sleep } from "../../testkit/exec.ts";
+import { loopbackAddress } from "../../testkit/loopback.ts";
+import { startPvdns } from "../../testkit/pvdns_process.ts";
+import { startTwoPvds } from "../../testkit/two_pvds.ts";
 
 /** A free TCP port on `address`. */
 function freePort(address: string): number {

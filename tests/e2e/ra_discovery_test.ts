@@ -25,11 +25,11 @@
  */
 
 import assert from "node:assert/strict";
-import type { PvdConfig } from "../../resolver/config_types.ts";
-import { sleep } from "../_support/exec.ts";
-import { type JsonLinesProcess, startJsonLines } from "../_support/json_lines_process.ts";
-import { pvdDocument, pvdRa } from "../_support/ra_frames.ts";
-import { sendRa } from "../_support/ra_sender.ts";
+import type { PvdConfig } from "../../src/config/types.ts";
+import { sleep } from "../../testkit/exec.ts";
+import { type JsonLinesProcess, startJsonLines } from "../../testkit/json_lines_process.ts";
+import { pvdDocument, pvdRa } from "../../testkit/ra_frames.ts";
+import { sendRa } from "../../testkit/ra_sender.ts";
 import {
   DENO_JSON,
   HOST_ADDR,
@@ -37,7 +37,7 @@ import {
   type RaTestbed,
   startRaTestbed,
   support,
-} from "../_support/ra_testbed.ts";
+} from "../../testkit/ra_testbed.ts";
 
 const ra = (seq: number, rdnssLifetime = 1800) => pvdRa(ID, seq, rdnssLifetime);
 const doc = (prefixes: string[], dnsZones: string[]) => pvdDocument(ID, prefixes, dnsZones);

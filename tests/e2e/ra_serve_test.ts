@@ -11,11 +11,11 @@
  */
 
 import assert from "node:assert/strict";
-import { dig } from "../_support/dig.ts";
-import { runPvdns, startPvdns } from "../_support/pvdns_process.ts";
-import { pvdRa } from "../_support/ra_frames.ts";
-import { sendRa } from "../_support/ra_sender.ts";
-import { HOST_ADDR, ID, type RaTestbed, startRaTestbed } from "../_support/ra_testbed.ts";
+import { dig } from "../../testkit/dig.ts";
+import { runPvdns, startPvdns } from "../../testkit/pvdns_process.ts";
+import { pvdRa } from "../../testkit/ra_frames.ts";
+import { sendRa } from "../../testkit/ra_sender.ts";
+import { HOST_ADDR, ID, type RaTestbed, startRaTestbed } from "../../testkit/ra_testbed.ts";
 
 Deno.test({
   name: "e2e: pvdns serve learns a PvD from RAs and routes its dnsZones to its RDNSS",

@@ -7,11 +7,11 @@
  */
 
 import assert from "node:assert/strict";
-import { dig } from "../_support/dig.ts";
-import { startDnsmasq } from "../_support/dnsmasq.ts";
-import { loopbackAddress } from "../_support/loopback.ts";
-import { startPvdns } from "../_support/pvdns_process.ts";
-import { buildQuery } from "../_support/wire.ts";
+import { dig } from "../../testkit/dig.ts";
+import { startDnsmasq } from "../../testkit/dnsmasq.ts";
+import { loopbackAddress } from "../../testkit/loopback.ts";
+import { startPvdns } from "../../testkit/pvdns_process.ts";
+import { buildQuery } from "../../testkit/wire.ts";
 
 /** Sends queries one after another until stopped; counts the ones that got no answer. */
 function steadyClient(server: string, name: string) {

@@ -9,11 +9,11 @@
  */
 
 import assert from "node:assert/strict";
-import { dig } from "../_support/dig.ts";
-import { startDnsmasq } from "../_support/dnsmasq.ts";
-import { execOk, sleep } from "../_support/exec.ts";
-import { createNetns, createVethPair } from "../_support/netns.ts";
-import { runPvdns, startPvdns } from "../_support/pvdns_process.ts";
+import { dig } from "../../testkit/dig.ts";
+import { startDnsmasq } from "../../testkit/dnsmasq.ts";
+import { execOk, sleep } from "../../testkit/exec.ts";
+import { createNetns, createVethPair } from "../../testkit/netns.ts";
+import { runPvdns, startPvdns } from "../../testkit/pvdns_process.ts";
 
 /** Starts tcpdump on `iface` inside `ns`, printing packets as text; `stop()` returns the lines. */
 async function capture(ns: string, iface: string) {

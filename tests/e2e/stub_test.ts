@@ -16,13 +16,13 @@
  */
 
 import assert from "node:assert/strict";
-import { dig, txtStrings } from "../_support/dig.ts";
-import { type Dnsmasq, type DnsmasqQuery, startDnsmasq } from "../_support/dnsmasq.ts";
-import { dnspythonQuery, parseHeader, sendRawTcp, sendRawUdp } from "../_support/dnspython.ts";
-import { sleep } from "../_support/exec.ts";
-import { loopbackAddress } from "../_support/loopback.ts";
-import { startPvdns } from "../_support/pvdns_process.ts";
-import { bigTxt, buildQuery } from "../_support/wire.ts";
+import { dig, txtStrings } from "../../testkit/dig.ts";
+import { type Dnsmasq, type DnsmasqQuery, startDnsmasq } from "../../testkit/dnsmasq.ts";
+import { dnspythonQuery, parseHeader, sendRawTcp, sendRawUdp } from "../../testkit/dnspython.ts";
+import { sleep } from "../../testkit/exec.ts";
+import { loopbackAddress } from "../../testkit/loopback.ts";
+import { startPvdns } from "../../testkit/pvdns_process.ts";
+import { bigTxt, buildQuery } from "../../testkit/wire.ts";
 
 const RCODE_FORMERR = 1;
 

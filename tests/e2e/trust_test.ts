@@ -13,12 +13,12 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import * as packet from "dns-packet";
 import { connect } from "../../mod.ts";
-import { dig } from "../_support/dig.ts";
-import { dnspythonQuery } from "../_support/dnspython.ts";
-import { exec } from "../_support/exec.ts";
-import { loopbackAddress } from "../_support/loopback.ts";
-import { startPvdns } from "../_support/pvdns_process.ts";
-import { startScriptedUpstream } from "../_support/scripted_upstream.ts";
+import { dig } from "../../testkit/dig.ts";
+import { dnspythonQuery } from "../../testkit/dnspython.ts";
+import { exec } from "../../testkit/exec.ts";
+import { loopbackAddress } from "../../testkit/loopback.ts";
+import { startPvdns } from "../../testkit/pvdns_process.ts";
+import { startScriptedUpstream } from "../../testkit/scripted_upstream.ts";
 
 /** Every name gets an address; the resolver claims to have validated all of them. */
 const script = (name: string) => {

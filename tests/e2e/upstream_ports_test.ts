@@ -19,17 +19,17 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import * as packet from "dns-packet";
-import { LeakGuard } from "../../policy/leak_guard.ts";
-import { validateConfig } from "../../resolver/config.ts";
-import { parseServer } from "../../resolver/config_schema.ts";
-import { createStub } from "../../resolver/stub.ts";
-import { buildUpstreamQuery } from "../../resolver/upstream_wire.ts";
-import { UdpTransport } from "../../transports/udp.ts";
-import { type CapturedPacket, startCapture } from "../_support/capture.ts";
-import { startDnsmasq } from "../_support/dnsmasq.ts";
-import { loopbackAddress } from "../_support/loopback.ts";
-import { createNetns, createVethPair } from "../_support/netns.ts";
-import { buildQuery } from "../_support/wire.ts";
+import { LeakGuard } from "../../src/policy/leak_guard.ts";
+import { validateConfig } from "../../src/config/parse.ts";
+import { parseServer } from "../../src/config/schema.ts";
+import { createStub } from "../../src/service/stub.ts";
+import { buildUpstreamQuery } from "../../src/dns/query.ts";
+import { UdpTransport } from "../../src/transports/udp.ts";
+import { type CapturedPacket, startCapture } from "../../testkit/capture.ts";
+import { startDnsmasq } from "../../testkit/dnsmasq.ts";
+import { loopbackAddress } from "../../testkit/loopback.ts";
+import { createNetns, createVethPair } from "../../testkit/netns.ts";
+import { buildQuery } from "../../testkit/wire.ts";
 
 const QUERIES = 2000;
 const AT_ONCE = 32;

@@ -17,15 +17,15 @@
  */
 
 import assert from "node:assert/strict";
-import { type Capture, type CapturedPacket, startCapture } from "../_support/capture.ts";
-import { dig } from "../_support/dig.ts";
-import { startDnsmasq } from "../_support/dnsmasq.ts";
-import { exec } from "../_support/exec.ts";
-import { createNetns, createVethPair } from "../_support/netns.ts";
-import { runPvdns, startPvdns } from "../_support/pvdns_process.ts";
-import { pvdRa } from "../_support/ra_frames.ts";
-import { sendRa } from "../_support/ra_sender.ts";
-import { ID, type RaTestbed, startRaTestbed } from "../_support/ra_testbed.ts";
+import { type Capture, type CapturedPacket, startCapture } from "../../testkit/capture.ts";
+import { dig } from "../../testkit/dig.ts";
+import { startDnsmasq } from "../../testkit/dnsmasq.ts";
+import { exec } from "../../testkit/exec.ts";
+import { createNetns, createVethPair } from "../../testkit/netns.ts";
+import { runPvdns, startPvdns } from "../../testkit/pvdns_process.ts";
+import { pvdRa } from "../../testkit/ra_frames.ts";
+import { sendRa } from "../../testkit/ra_sender.ts";
+import { ID, type RaTestbed, startRaTestbed } from "../../testkit/ra_testbed.ts";
 
 /** The query name of a DNS message (UDP payload), lower case with a trailing dot. */
 function questionName(payload: Uint8Array): string | undefined {

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { LeakBlockedError, LeakGuard } from "../../policy/leak_guard.ts";
-import { UdpTransport } from "../../transports/udp.ts";
-import { TcpTransport } from "../../transports/tcp.ts";
-import { loopbackAddress } from "../_support/loopback.ts";
-import { buildUpstreamQuery } from "../../resolver/upstream_wire.ts";
+import { LeakBlockedError, LeakGuard } from "../../src/policy/leak_guard.ts";
+import { UdpTransport } from "../../src/transports/udp.ts";
+import { TcpTransport } from "../../src/transports/tcp.ts";
+import { loopbackAddress } from "../../testkit/loopback.ts";
+import { buildUpstreamQuery } from "../../src/dns/query.ts";
 
 const server = (address: string) => ({
   text: address,

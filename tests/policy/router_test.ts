@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import ipaddr from "ipaddr.js";
-import { cidr } from "../../policy/prefixes.ts";
-import { type Route, type RouteInput, Router } from "../../policy/router.ts";
-import type { PvdConfig, RuleConfig } from "../../resolver/config_types.ts";
+import { cidr } from "../../src/policy/prefixes.ts";
+import { type Route, type RouteInput, Router } from "../../src/policy/router.ts";
+import type { PvdConfig, RuleConfig } from "../../src/config/types.ts";
 
 function pvd(id: string, over: Partial<PvdConfig> = {}): PvdConfig {
   return {

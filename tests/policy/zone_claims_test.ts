@@ -1,13 +1,13 @@
 /**
- * Who may claim a zone (policy/zone_claims.ts): the verdict on each claim, and what the router
+ * Who may claim a zone (src/policy/zone_claims.ts): the verdict on each claim, and what the router
  * does with it. Each test names the rule it depends on; disabling that rule makes it fail.
  */
 
 import assert from "node:assert/strict";
-import { cidr } from "../../policy/prefixes.ts";
-import { Router } from "../../policy/router.ts";
-import { judgeZoneClaims } from "../../policy/zone_claims.ts";
-import type { PvdConfig, ZoneClaim, ZoneSource } from "../../resolver/config_types.ts";
+import { cidr } from "../../src/policy/prefixes.ts";
+import { Router } from "../../src/policy/router.ts";
+import { judgeZoneClaims } from "../../src/policy/zone_claims.ts";
+import type { PvdConfig, ZoneClaim, ZoneSource } from "../../src/config/types.ts";
 
 function pvd(id: string, over: Partial<PvdConfig> = {}): PvdConfig {
   return {

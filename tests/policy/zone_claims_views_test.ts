@@ -6,13 +6,13 @@
 
 import assert from "node:assert/strict";
 import { Registry } from "prom-client";
-import { explainRoute } from "../../policy/explain.ts";
-import { judgeZoneClaims } from "../../policy/zone_claims.ts";
-import { PvdRegistry } from "../../pvd/registry.ts";
-import { ConfigError, parseConfig } from "../../resolver/config.ts";
-import type { PvdConfig } from "../../resolver/config_types.ts";
-import { ResolverMetrics } from "../../resolver/metrics.ts";
-import { pvdConfigFromInfo, pvdInfo } from "../../resolver/pvd_info.ts";
+import { explainRoute } from "../../src/policy/explain.ts";
+import { judgeZoneClaims } from "../../src/policy/zone_claims.ts";
+import { PvdRegistry } from "../../src/pvd/registry.ts";
+import { ConfigError, parseConfig } from "../../src/config/parse.ts";
+import type { PvdConfig } from "../../src/config/types.ts";
+import { ResolverMetrics } from "../../src/service/metrics.ts";
+import { pvdConfigFromInfo, pvdInfo } from "../../src/pvd/pvd_info.ts";
 
 /** A config with a full-tunnel VPN (`.`, priority 100) and discovery on wlan0. */
 function vpnConfig(pvdOptions?: unknown) {

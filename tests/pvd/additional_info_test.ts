@@ -11,13 +11,13 @@ import {
   createInfoFetcher,
   type FetchOutcome,
   validateAdditionalInfo,
-} from "../../pvd/additional_info.ts";
-import { lookupInPvd, PvdLookupError } from "../../pvd/pvd_id_lookup.ts";
-import { cidr } from "../../policy/prefixes.ts";
-import { parseServer } from "../../resolver/config.ts";
-import { startDnsmasq } from "../_support/dnsmasq.ts";
-import { loopbackAddress } from "../_support/loopback.ts";
-import { makeTestCa } from "../_support/test_ca.ts";
+} from "../../src/pvd/additional_info.ts";
+import { lookupInPvd, PvdLookupError } from "../../src/pvd/pvd_id_lookup.ts";
+import { cidr } from "../../src/policy/prefixes.ts";
+import { parseServer } from "../../src/config/parse.ts";
+import { startDnsmasq } from "../../testkit/dnsmasq.ts";
+import { loopbackAddress } from "../../testkit/loopback.ts";
+import { makeTestCa } from "../../testkit/test_ca.ts";
 
 const NOW = Date.parse("2020-05-01T00:00:00Z");
 const PIO = [cidr("2001:db8:cafe::/64")];

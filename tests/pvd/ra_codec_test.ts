@@ -5,8 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import { decodeOption, decodeRa, encodeOption, encodeRa } from "../../pvd/ra_codec.ts";
-import { svcParams } from "../../pvd/ra_dnr.ts";
+import { decodeOption, decodeRa, encodeOption, encodeRa } from "../../src/pvd/ra_codec.ts";
+import { svcParams } from "../../src/pvd/ra_dnr.ts";
 import type {
   EncryptedDns,
   NdOption,
@@ -14,9 +14,9 @@ import type {
   RaHeader,
   RejectCode,
   RouterAdvertisement,
-} from "../../pvd/ra_types.ts";
-import { icmpv6Checksum } from "../../pvd/ra_wire.ts";
-import { mulberry32 } from "../_support/prng.ts";
+} from "../../src/pvd/ra_types.ts";
+import { icmpv6Checksum } from "../../src/pvd/ra_wire.ts";
+import { mulberry32 } from "../../testkit/prng.ts";
 
 const FIXTURES = new URL("./fixtures/ra/", import.meta.url);
 

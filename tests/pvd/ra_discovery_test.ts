@@ -6,17 +6,17 @@
  */
 
 import assert from "node:assert/strict";
-import type { FetchOutcome, InfoFetchRequest } from "../../pvd/additional_info.ts";
-import type { RaSocket, ReceivedPacket } from "../../pvd/icmp6_socket.ts";
-import { encodeRa } from "../../pvd/ra_codec.ts";
-import { svcParams } from "../../pvd/ra_dnr.ts";
-import type { EncryptedDns, NdOption, PvdOption, RaHeader } from "../../pvd/ra_types.ts";
-import { type RaDiscovery, startRaDiscovery } from "../../pvd/ra_discovery.ts";
-import { InfoScheduler } from "../../pvd/info_scheduler.ts";
-import { cidr } from "../../policy/prefixes.ts";
-import { parseServer } from "../../resolver/config.ts";
-import type { PvdConfig } from "../../resolver/config_types.ts";
-import { FakeClock, settle } from "../_support/fake_clock.ts";
+import type { FetchOutcome, InfoFetchRequest } from "../../src/pvd/additional_info.ts";
+import type { RaSocket, ReceivedPacket } from "../../src/pvd/icmp6_socket.ts";
+import { encodeRa } from "../../src/pvd/ra_codec.ts";
+import { svcParams } from "../../src/pvd/ra_dnr.ts";
+import type { EncryptedDns, NdOption, PvdOption, RaHeader } from "../../src/pvd/ra_types.ts";
+import { type RaDiscovery, startRaDiscovery } from "../../src/pvd/ra_discovery.ts";
+import { InfoScheduler } from "../../src/pvd/info_scheduler.ts";
+import { cidr } from "../../src/policy/prefixes.ts";
+import { parseServer } from "../../src/config/parse.ts";
+import type { PvdConfig } from "../../src/config/types.ts";
+import { FakeClock, settle } from "../../testkit/fake_clock.ts";
 
 // ---------------------------------------------------------------------------------------------
 // RA builders
@@ -278,7 +278,7 @@ Deno.test("ra discovery: an explicit PvD with its prefix, RDNSS, DNSSL and sourc
         family: 6,
         port: 53,
       }],
-      // DNSSL domains are zones too, marked as the network's (policy/zone_claims.ts judges them).
+      // DNSSL domains are zones too, marked as the network's (src/policy/zone_claims.ts judges them).
       dnsZones: ["cafe.example.com.", "example.com."],
       searchDomains: ["cafe.example.com.", "example.com."],
       zoneSources: { "cafe.example.com.": "dnssl", "example.com.": "dnssl" },

@@ -19,17 +19,17 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import * as packet from "dns-packet";
-import { LeakBlockedError, LeakGuard } from "../../policy/leak_guard.ts";
-import { parseServer } from "../../resolver/config_schema.ts";
-import type { ServerConfig, ServerProtocol } from "../../resolver/config_types.ts";
-import { answersQuery, buildUpstreamQuery } from "../../resolver/upstream_wire.ts";
-import type { CreateTransportOptions } from "../../transports/create.ts";
-import { type Transport, TransportError } from "../../transports/transport.ts";
-import { tcpBlackHole, udpBlackHole } from "../_support/fake_servers.ts";
-import { loopbackAddress } from "../_support/loopback.ts";
-import { socketsOf, waitForSockets } from "../_support/sockets.ts";
-import { makeTestPki } from "../_support/test_pki.ts";
-import { startUnbound } from "../_support/unbound.ts";
+import { LeakBlockedError, LeakGuard } from "../../src/policy/leak_guard.ts";
+import { parseServer } from "../../src/config/schema.ts";
+import type { ServerConfig, ServerProtocol } from "../../src/config/types.ts";
+import { answersQuery, buildUpstreamQuery } from "../../src/dns/query.ts";
+import type { CreateTransportOptions } from "../../src/transports/create.ts";
+import { type Transport, TransportError } from "../../src/transports/transport.ts";
+import { tcpBlackHole, udpBlackHole } from "../../testkit/fake_servers.ts";
+import { loopbackAddress } from "../../testkit/loopback.ts";
+import { socketsOf, waitForSockets } from "../../testkit/sockets.ts";
+import { makeTestPki } from "../../testkit/test_pki.ts";
+import { startUnbound } from "../../testkit/unbound.ts";
 
 /** What a wire's test file passes to {@linkcode runTransportContract}. */
 export interface TransportContract {

@@ -1,23 +1,23 @@
 /**
  * RFC 7766 behaviour of the stream wires (Do53 over TCP, DoT), which share one connection pool:
  * pipelined answers in any order, idle close, reopening after the server closes, and the bound
- * on connections. Run against the fake stream server of `tests/_support/fake_servers.ts`, in
+ * on connections. Run against the fake stream server of `testkit/fake_servers.ts`, in
  * clear or with TLS, because Unbound cannot be told to hold answers or drop connections.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
-import { LeakGuard } from "../../policy/leak_guard.ts";
-import { parseServer } from "../../resolver/config_schema.ts";
-import { answersQuery, buildUpstreamQuery } from "../../resolver/upstream_wire.ts";
-import type { StreamLimits } from "../../transports/_stream.ts";
-import { TcpTransport } from "../../transports/tcp.ts";
-import { TlsTransport } from "../../transports/tls.ts";
-import type { Transport } from "../../transports/transport.ts";
-import { startStreamServer, type StreamServer } from "../_support/fake_servers.ts";
-import { loopbackAddress } from "../_support/loopback.ts";
-import { makeTestPki, type TestPki } from "../_support/test_pki.ts";
+import { LeakGuard } from "../../src/policy/leak_guard.ts";
+import { parseServer } from "../../src/config/schema.ts";
+import { answersQuery, buildUpstreamQuery } from "../../src/dns/query.ts";
+import type { StreamLimits } from "../../src/transports/_stream.ts";
+import { TcpTransport } from "../../src/transports/tcp.ts";
+import { TlsTransport } from "../../src/transports/tls.ts";
+import type { Transport } from "../../src/transports/transport.ts";
+import { startStreamServer, type StreamServer } from "../../testkit/fake_servers.ts";
+import { loopbackAddress } from "../../testkit/loopback.ts";
+import { makeTestPki, type TestPki } from "../../testkit/test_pki.ts";
 
 const q = (id: number, i: number) =>
   buildUpstreamQuery({

@@ -6,16 +6,16 @@
  */
 
 import assert from "node:assert/strict";
-import { LeakGuard } from "../../policy/leak_guard.ts";
-import type { PvdConfig } from "../../resolver/config_types.ts";
-import { parseServer } from "../../resolver/config_schema.ts";
-import { PvdUpstreams, UpstreamFailure } from "../../resolver/upstream.ts";
-import { buildUpstreamQuery } from "../../resolver/upstream_wire.ts";
-import { createTransport } from "../../transports/create.ts";
-import { TransportError } from "../../transports/transport.ts";
-import { loopbackAddress } from "../_support/loopback.ts";
-import { makeTestPki, type TestCert } from "../_support/test_pki.ts";
-import { startUnbound, type Unbound } from "../_support/unbound.ts";
+import { LeakGuard } from "../../src/policy/leak_guard.ts";
+import type { PvdConfig } from "../../src/config/types.ts";
+import { parseServer } from "../../src/config/schema.ts";
+import { PvdUpstreams, UpstreamFailure } from "../../src/upstream/pool.ts";
+import { buildUpstreamQuery } from "../../src/dns/query.ts";
+import { createTransport } from "../../src/transports/create.ts";
+import { TransportError } from "../../src/transports/transport.ts";
+import { loopbackAddress } from "../../testkit/loopback.ts";
+import { makeTestPki, type TestCert } from "../../testkit/test_pki.ts";
+import { startUnbound, type Unbound } from "../../testkit/unbound.ts";
 import { serverText } from "./_contract.ts";
 
 const CACHE = { maxEntries: 100, minTtl: 0, maxTtl: 86400, negativeMaxTtl: 3600, servfailTtl: 2 };

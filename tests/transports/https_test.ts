@@ -1,17 +1,17 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import * as packet from "dns-packet";
-import { LeakGuard } from "../../policy/leak_guard.ts";
-import { parseServer } from "../../resolver/config_schema.ts";
-import type { PvdConfig } from "../../resolver/config_types.ts";
-import { PvdUpstreams } from "../../resolver/upstream.ts";
-import { buildUpstreamQuery } from "../../resolver/upstream_wire.ts";
-import { HttpsTransport } from "../../transports/https.ts";
-import { TransportError } from "../../transports/transport.ts";
-import { startDnsmasq } from "../_support/dnsmasq.ts";
-import { loopbackAddress } from "../_support/loopback.ts";
-import { makeTestPki } from "../_support/test_pki.ts";
-import { startUnbound } from "../_support/unbound.ts";
+import { LeakGuard } from "../../src/policy/leak_guard.ts";
+import { parseServer } from "../../src/config/schema.ts";
+import type { PvdConfig } from "../../src/config/types.ts";
+import { PvdUpstreams } from "../../src/upstream/pool.ts";
+import { buildUpstreamQuery } from "../../src/dns/query.ts";
+import { HttpsTransport } from "../../src/transports/https.ts";
+import { TransportError } from "../../src/transports/transport.ts";
+import { startDnsmasq } from "../../testkit/dnsmasq.ts";
+import { loopbackAddress } from "../../testkit/loopback.ts";
+import { makeTestPki } from "../../testkit/test_pki.ts";
+import { startUnbound } from "../../testkit/unbound.ts";
 import { runTransportContract } from "./_contract.ts";
 
 runTransportContract({

@@ -1,4 +1,4 @@
-import { TcpTransport } from "../../transports/tcp.ts";
+import { TcpTransport } from "../../src/transports/tcp.ts";
 import { runTransportContract } from "./_contract.ts";
 import { runStreamCases } from "./_stream_cases.ts";
 

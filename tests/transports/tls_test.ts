@@ -1,4 +1,4 @@
-import { TlsTransport } from "../../transports/tls.ts";
+import { TlsTransport } from "../../src/transports/tls.ts";
 import { runTransportContract } from "./_contract.ts";
 import { runStreamCases } from "./_stream_cases.ts";
 

@@ -8,14 +8,14 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import * as packet from "dns-packet";
-import { LeakGuard } from "../../policy/leak_guard.ts";
-import { parseServer } from "../../resolver/config_schema.ts";
-import { buildUpstreamQuery } from "../../resolver/upstream_wire.ts";
-import { CaseMismatchError, SPOOF_BURST, TransportError } from "../../transports/transport.ts";
-import { UdpTransport } from "../../transports/udp.ts";
-import { answerA } from "../_support/fake_servers.ts";
-import { loopbackAddress } from "../_support/loopback.ts";
-import { socketsOf } from "../_support/sockets.ts";
+import { LeakGuard } from "../../src/policy/leak_guard.ts";
+import { parseServer } from "../../src/config/schema.ts";
+import { buildUpstreamQuery } from "../../src/dns/query.ts";
+import { CaseMismatchError, SPOOF_BURST, TransportError } from "../../src/transports/transport.ts";
+import { UdpTransport } from "../../src/transports/udp.ts";
+import { answerA } from "../../testkit/fake_servers.ts";
+import { loopbackAddress } from "../../testkit/loopback.ts";
+import { socketsOf } from "../../testkit/sockets.ts";
 
 const REAL = "192.0.2.1";
 const FORGED = "203.0.113.66";

@@ -1,16 +1,16 @@
 import assert from "node:assert/strict";
-import { LeakGuard } from "../../policy/leak_guard.ts";
-import { parseServer } from "../../resolver/config_schema.ts";
-import { buildUpstreamQuery } from "../../resolver/upstream_wire.ts";
+import { LeakGuard } from "../../src/policy/leak_guard.ts";
+import { parseServer } from "../../src/config/schema.ts";
+import { buildUpstreamQuery } from "../../src/dns/query.ts";
 import {
   MAX_SPARE_SOCKETS,
   MIN_SPARE_SOCKETS,
   UdpTransport,
   type UdpTransportOptions,
-} from "../../transports/udp.ts";
-import { delayedUdpUpstream } from "../_support/fake_servers.ts";
-import { loopbackAddress } from "../_support/loopback.ts";
-import { socketsOf, waitForSockets } from "../_support/sockets.ts";
+} from "../../src/transports/udp.ts";
+import { delayedUdpUpstream } from "../../testkit/fake_servers.ts";
+import { loopbackAddress } from "../../testkit/loopback.ts";
+import { socketsOf, waitForSockets } from "../../testkit/sockets.ts";
 import { runTransportContract } from "./_contract.ts";
 
 runTransportContract({ name: "UdpTransport", protocol: "udp", create: (o) => new UdpTransport(o) });
