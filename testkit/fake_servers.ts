@@ -20,6 +20,8 @@ export interface UdpBlackHole {
   readonly port: number;
   /** Datagrams received. */
   readonly seen: number;
+  /** Resolves once `count` datagrams have been received (at once when they have). */
+  received(count: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -27,11 +29,16 @@ export interface UdpBlackHole {
 export function udpBlackHole(address: string, port = 53): UdpBlackHole {
   const sock = Deno.listenDatagram({ hostname: address, port, transport: "udp" });
   let seen = 0;
+  const waiting: { count: number; resolve: () => void }[] = [];
   const loop = (async () => {
     try {
       for (;;) {
         await sock.receive();
         seen++;
+        for (const w of waiting.filter((w) => w.count <= seen)) {
+          waiting.splice(waiting.indexOf(w), 1);
+          w.resolve();
+        }
       }
     } catch { /* closed */ }
   })();
@@ -40,6 +47,10 @@ export function udpBlackHole(address: string, port = 53): UdpBlackHole {
     port,
     get seen() {
       return seen;
+    },
+    received(count) {
+      if (seen >= count) return Promise.resolve();
+      return new Promise((resolve) => waiting.push({ count, resolve }));
     },
     async close() {
       try {

@@ -13,6 +13,7 @@
 
 import type { DnsJson } from "../dns/json.ts";
 import { typeName } from "../dns/json.ts";
+import { Type } from "../dns/wire.ts";
 import type { Config } from "../config/types.ts";
 import { pvdConfigFromInfo, type PvdInfo, type PvdZoneJson } from "../pvd/pvd_info.ts";
 import { type ExplainInput, explainRoute } from "../policy/explain.ts";
@@ -182,7 +183,7 @@ export function queryCommand(
     } else {
       console.log(`pvd:     ${answer.pvd}`);
       const pvd = await client.getPvd(answer.pvd);
-      const address = answer.Answer.find((r) => r.type === 1 || r.type === 28)?.data;
+      const address = answer.Answer.find((r) => r.type === Type.A || r.type === Type.AAAA)?.data;
       const source = address && pvd ? selectSource(address, pvd.sourceAddresses) : undefined;
       if (source) {
         console.log(`source:  ${source} (bind to it to reach ${address} through ${answer.pvd})`);

@@ -7,7 +7,8 @@
  */
 
 import type { PvdEvent } from "../pvd/registry.ts";
-import { normalizePvdId, type PvdChange, type PvdInfo, pvdInfo } from "../pvd/pvd_info.ts";
+import { normalizePvdId } from "../config/values.ts";
+import { type PvdChange, type PvdInfo, pvdInfo } from "../pvd/pvd_info.ts";
 import type { AnswerSource } from "../dns/response.ts";
 import type { Stub } from "../service/stub.ts";
 

@@ -7,7 +7,7 @@
  */
 
 import ipaddr from "ipaddr.js";
-import { normalizePvdId } from "../pvd/pvd_info.ts";
+import { normalizePvdId } from "../config/values.ts";
 import { type SelectedAddress, sortDestinations } from "./address_selection.ts";
 import { DnsError, type DnsErrorCode } from "./errors.ts";
 import type { ResolveOptions } from "./query.ts";

@@ -13,7 +13,8 @@
  * @module
  */
 
-import { normalizePvdId, type PvdChange, type PvdInfo } from "../pvd/pvd_info.ts";
+import { normalizePvdId } from "../config/values.ts";
+import type { PvdChange, PvdInfo } from "../pvd/pvd_info.ts";
 import type { Stub } from "../service/stub.ts";
 import { type PvdBackend, stubBackend } from "./backend.ts";
 import { type LookupAddress, lookupAddresses, type LookupOptions } from "./lookup.ts";

@@ -1,5 +1,5 @@
 /**
- * The error of a config that cannot be used (`config.ts`, `config_text.ts`).
+ * The error of a config that cannot be used (`parse.ts`, `text.ts`), and its lines for a report.
  *
  * @module
  */
@@ -19,4 +19,12 @@ export class ConfigError extends Error {
     this.name = "ConfigError";
     this.errors = Object.freeze([...errors]);
   }
+}
+
+/**
+ * The lines that say why a config was refused: a {@linkcode ConfigError}'s own, else the
+ * error's message. Any error counts: a config must never end in a stack trace.
+ */
+export function refusalLines(e: unknown): readonly string[] {
+  return e instanceof ConfigError ? e.errors : [`${(e as Error)?.message ?? String(e)}`];
 }

@@ -5,14 +5,12 @@
  *
  * @module
  */
+import { QUERY_TYPES } from "../dns/wire.ts";
 import ipaddr from "ipaddr.js";
 import type * as T from "./types.ts";
 
 /** Query type names a rule may match (`match.qtype`). */
-export const KNOWN_QTYPES: readonly string[] = Object.freeze(
-  "A NS CNAME SOA PTR MX TXT AAAA SRV NAPTR DS RRSIG NSEC DNSKEY NSEC3 TLSA SVCB HTTPS CAA ANY"
-    .split(" "),
-);
+export const KNOWN_QTYPES: readonly string[] = QUERY_TYPES;
 
 /** The listen address used when the config has no `listen` key. */
 export const DEFAULT_LISTEN = "127.0.0.53:53";
@@ -116,9 +114,17 @@ function parseHostName(text: string): string {
   return parseDomainName(text).slice(0, -1);
 }
 
+/**
+ * A PvD ID as pvdns keeps it: lower case, no trailing dot (`VPN.Example.com.` → `vpn.example.com`).
+ * The one normaliser: config, router advertisements, RFC 8801 documents and the control API.
+ */
+export function normalizePvdId(id: string): string {
+  return (id.endsWith(".") ? id.slice(0, -1) : id).toLowerCase();
+}
+
 /** Parses a PvD id: lower case, without a trailing dot; FQDNs and local names like `implicit:eth0`. */
 export function parsePvdId(text: string): string {
-  const id = (text.endsWith(".") ? text.slice(0, -1) : text).toLowerCase();
+  const id = normalizePvdId(text);
   if (!/^[\x21-\x7e]{1,253}$/.test(id)) throw new Error(`${show(text)} is not a valid PvD id`);
   return id;
 }

@@ -34,7 +34,8 @@
 
 import type { ReloadResult, Stub } from "../service/stub.ts";
 import { isLoopback, parseListenAddress } from "../config/schema.ts";
-import { normalizePvdId, pvdInfo } from "../pvd/pvd_info.ts";
+import { normalizePvdId } from "../config/values.ts";
+import { pvdInfo } from "../pvd/pvd_info.ts";
 import { type DnsEndpointContext, dnsQuery, resolveJson, stubExchange } from "./dns_query.ts";
 import { type HttpLimits, type HttpListener, serveOn } from "./http_listener.ts";
 import { json, problem } from "./http_problem.ts";

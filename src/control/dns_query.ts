@@ -10,7 +10,7 @@
 import { padMessage, RESPONSE_BLOCK } from "../dns/padding.ts";
 import type { Stub } from "../service/stub.ts";
 import { parseQueryName, parseQueryType, toDnsJson } from "../dns/json.ts";
-import { normalizePvdId } from "../pvd/pvd_info.ts";
+import { normalizePvdId } from "../config/values.ts";
 import type { Answer } from "../service/pipeline.ts";
 import { parseQuery } from "../dns/wire.ts";
 import { buildUpstreamQuery } from "../dns/query.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { ConfigError } from "../config/parse.ts";
+import { refusalLines } from "../config/error.ts";
 import { loadConfigForHost } from "../host/local_addresses.ts";
 import type { PvdConfig } from "../config/types.ts";
 import type { ReloadOutcome } from "../control/control.ts";
@@ -57,7 +57,7 @@ export function watchConfig(path: string, stub: Stub): ConfigWatch {
         return { ok: true, result: r };
       } catch (e) {
         stub.metrics.reload("failure");
-        const errors = e instanceof ConfigError ? e.errors : [(e as Error).message];
+        const errors = refusalLines(e);
         console.error(
           `pvdns: reload of ${path} refused (${why}); still serving the previous config:`,
         );

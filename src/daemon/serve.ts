@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { ConfigError } from "../config/parse.ts";
+import { refusalLines } from "../config/error.ts";
 import type { Config, ListenerConfig } from "../config/types.ts";
 import { loadConfigForHost } from "../host/local_addresses.ts";
 import { buildHostDefault } from "../host/default_config.ts";
@@ -241,13 +241,11 @@ async function startHttp(
 }
 
 /**
- * Prints why a config was refused and returns exit status 2. Any error counts, not only a
- * {@linkcode ConfigError}: a config must never end in a stack trace.
+ * Prints why a config was refused ({@linkcode refusalLines}) and returns exit status 2.
  */
 export function refuseConfig(configPath: string | undefined, e: unknown): 2 {
-  const errors = e instanceof ConfigError ? e.errors : [`${(e as Error)?.message ?? String(e)}`];
   console.error(`pvdns: ${configPath ?? "embedded default"}: configuration refused:`);
-  for (const line of errors) console.error(`  ${line}`);
+  for (const line of refusalLines(e)) console.error(`  ${line}`);
   return 2;
 }
 

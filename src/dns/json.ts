@@ -11,7 +11,7 @@ import * as packet from "dns-packet";
 import * as packetTypes from "dns-packet/types.js";
 import { Buffer } from "node:buffer";
 import type { AnswerSource } from "./response.ts";
-import { Flags, skipName, TYPE_NUMBERS } from "./wire.ts";
+import { Flags, skipName, Type, TYPE_NUMBERS } from "./wire.ts";
 
 /** One record in `application/dns-json` form. */
 export interface DnsJsonRecord {
@@ -100,7 +100,7 @@ export function parseQueryType(text: string): number {
   if (n === undefined || !Number.isInteger(n) || n < 1 || n > 65535) {
     throw new RangeError(`"${text}" is not a DNS record type (use A, AAAA, TXT, … or TYPE123)`);
   }
-  if (n === 41 || n === 251 || n === 252) {
+  if (n === Type.OPT || n === Type.IXFR || n === Type.AXFR) {
     throw new RangeError(`"${text}" cannot be asked for (OPT and zone transfers are refused)`);
   }
   return n;

@@ -6,7 +6,7 @@
  */
 
 import ipaddr from "ipaddr.js";
-import { Flags, skipName, writeOpt } from "./wire.ts";
+import { Flags, skipName, Type, writeOpt } from "./wire.ts";
 
 /** Encodes a presentation-form name (trailing dot, `\DDD` escapes) as an uncompressed wire name. */
 export function encodeName(name: string): Uint8Array {
@@ -169,8 +169,10 @@ export function answerAddresses(wire: Uint8Array, qtype: number): string[] {
     off = rdata + rdlength;
     if (off > wire.length) break;
     if (type !== qtype) continue;
-    if (qtype === 1 && rdlength === 4) out.push([...wire.subarray(rdata, rdata + 4)].join("."));
-    if (qtype === 28 && rdlength === 16) {
+    if (qtype === Type.A && rdlength === 4) {
+      out.push([...wire.subarray(rdata, rdata + 4)].join("."));
+    }
+    if (qtype === Type.AAAA && rdlength === 16) {
       const bytes = [...wire.subarray(rdata, rdata + 16)];
       out.push((ipaddr.fromByteArray(bytes) as ipaddr.IPv6).toRFC5952String());
     }

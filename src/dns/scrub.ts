@@ -125,7 +125,7 @@ const RDATA_NAMES: ReadonlyMap<number, { before: number; names: number; after: n
 /** Types whose first rdata name is a host an additional record may be about. */
 const REFERS_TO_HOST = new Set([2, 15, 18, 21, 33, 36, 64, 65]); // NS MX AFSDB RT SRV KX SVCB HTTPS
 
-const NSEC = 47, NSEC3 = 50, RRSIG = 46, DNAME = 39, SVCB = 64, HTTPS = 65;
+const { NSEC, NSEC3, RRSIG, DNAME, SVCB, HTTPS } = Type;
 
 /**
  * Checks the structure of a response and every name in it, and lists its records. Returns a

@@ -36,12 +36,58 @@ export const Type = {
   CNAME: 5,
   SOA: 6,
   PTR: 12,
+  MX: 15,
   TXT: 16,
   AAAA: 28,
+  SRV: 33,
+  NAPTR: 35,
+  DNAME: 39,
   OPT: 41,
+  DS: 43,
+  RRSIG: 46,
+  NSEC: 47,
+  DNSKEY: 48,
+  NSEC3: 50,
+  TLSA: 52,
+  SVCB: 64,
+  HTTPS: 65,
   IXFR: 251,
   AXFR: 252,
+  ANY: 255,
+  CAA: 257,
 } as const;
+
+/** A record type's mnemonic, as in {@linkcode Type}. */
+export type TypeName = keyof typeof Type;
+
+/**
+ * The record types a config rule may match (`match.qtype`), which are also the types the metrics
+ * count by name (every other type is counted as `other`).
+ */
+export const QUERY_TYPES: readonly TypeName[] = Object.freeze(
+  [
+    "A",
+    "NS",
+    "CNAME",
+    "SOA",
+    "PTR",
+    "MX",
+    "TXT",
+    "AAAA",
+    "SRV",
+    "NAPTR",
+    "DS",
+    "RRSIG",
+    "NSEC",
+    "DNSKEY",
+    "NSEC3",
+    "TLSA",
+    "SVCB",
+    "HTTPS",
+    "CAA",
+    "ANY",
+  ] as const,
+);
 
 /** The UDP payload size pvdns advertises and uses upstream (DNS flag day 2020). */
 export const EDNS_UDP_SIZE = 1232;
@@ -222,8 +268,12 @@ export function parseQuery(raw: Uint8Array): QueryParse {
   if (edns && edns.version > 0) {
     return { kind: "error", rcode: Rcode.BADVERS, reply: errorReply(query, Rcode.BADVERS) };
   }
-  if (qclass !== 1) return { kind: "error", rcode: Rcode.REFUSED, reply: errorReply(query, 5) };
-  if (qtype === Type.OPT) return { kind: "error", rcode: 1, reply: errorReply(query, 1) };
+  if (qclass !== 1) {
+    return { kind: "error", rcode: Rcode.REFUSED, reply: errorReply(query, Rcode.REFUSED) };
+  }
+  if (qtype === Type.OPT) {
+    return { kind: "error", rcode: Rcode.FORMERR, reply: errorReply(query, Rcode.FORMERR) };
+  }
   if (qtype === Type.AXFR || qtype === Type.IXFR) {
     return { kind: "error", rcode: Rcode.REFUSED, reply: errorReply(query, Rcode.REFUSED) };
   }
@@ -307,29 +357,10 @@ export function writeOpt(out: Uint8Array, off: number, dnssecOk: boolean, extRco
   out[off + 10] = 0;
 }
 
-/** Numbers of the record types a config may name (rules' `qtype`). */
-export const TYPE_NUMBERS: Readonly<Record<string, number>> = {
-  A: 1,
-  NS: 2,
-  CNAME: 5,
-  SOA: 6,
-  PTR: 12,
-  MX: 15,
-  TXT: 16,
-  AAAA: 28,
-  SRV: 33,
-  NAPTR: 35,
-  DS: 43,
-  RRSIG: 46,
-  NSEC: 47,
-  DNSKEY: 48,
-  NSEC3: 50,
-  TLSA: 52,
-  SVCB: 64,
-  HTTPS: 65,
-  CAA: 257,
-  ANY: 255,
-};
+/** Numbers of the record types a config may name (rules' `qtype`), built from {@linkcode Type}. */
+export const TYPE_NUMBERS: Readonly<Record<string, number>> = Object.freeze(
+  Object.fromEntries(QUERY_TYPES.map((name) => [name, Type[name]])),
+);
 
 /** `message` behind its two-byte length, as DNS over TCP carries it (RFC 1035 §4.2.2). */
 export function tcpFrame(message: Uint8Array): Uint8Array {

@@ -27,7 +27,7 @@ export function localAnswer(query: Query, answer: LocalKind, now: number): Store
     : answer;
   const records: Uint8Array[] = [];
   const t = query.qtype;
-  const any = t === 255;
+  const any = t === Type.ANY;
   if (data.CNAME) {
     records.push(record(Type.CNAME, data.ttl, encodeName(data.CNAME)));
   } else {

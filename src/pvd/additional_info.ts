@@ -22,6 +22,7 @@
  * @module
  */
 
+import { normalizePvdId } from "../config/values.ts";
 import tls from "node:tls";
 import ipaddr from "ipaddr.js";
 import { Agent } from "undici";
@@ -269,10 +270,6 @@ export type InfoValidation =
 
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
 
-function normalizeId(s: string): string {
-  return s.toLowerCase().replace(/\.$/, "");
-}
-
 /** True when every prefix of `inner` lies inside one of `outer`. */
 export function prefixesCovered(outer: readonly Cidr[], inner: readonly Cidr[]): boolean {
   return inner.every((p) => {
@@ -309,7 +306,7 @@ export function validateAdditionalInfo(doc: unknown, expect: InfoExpectation): I
   }
   const o = doc as Record<string, unknown>;
   if (typeof o.identifier !== "string") return { ok: false, reason: "identifier missing" };
-  if (normalizeId(o.identifier) !== normalizeId(expect.pvdId)) {
+  if (normalizePvdId(o.identifier) !== normalizePvdId(expect.pvdId)) {
     return { ok: false, reason: `identifier ${o.identifier} is not the PvD ID ${expect.pvdId}` };
   }
   if (typeof o.expires !== "string") return { ok: false, reason: "expires missing" };
@@ -346,7 +343,7 @@ export function validateAdditionalInfo(doc: unknown, expect: InfoExpectation): I
   return {
     ok: true,
     info: {
-      identifier: normalizeId(o.identifier),
+      identifier: normalizePvdId(o.identifier),
       expires: o.expires,
       prefixes,
       ...(dnsZones ? { dnsZones } : {}),

@@ -13,7 +13,7 @@
 
 import { LeakGuard } from "../policy/leak_guard.ts";
 import type { ServerConfig } from "../config/types.ts";
-import { skipName } from "../dns/wire.ts";
+import { Rcode, skipName, Type } from "../dns/wire.ts";
 import { buildUpstreamQuery } from "../dns/query.ts";
 import { UdpTransport } from "../transports/udp.ts";
 import { ipv6Text } from "./ra_wire.ts";
@@ -40,8 +40,6 @@ export type PvdLookup = (
   pvd: LookupPvd,
   options: { signal: AbortSignal; log?: (line: string) => void },
 ) => Promise<string[]>;
-
-const AAAA = 28;
 
 /** The local address to query `server` from: a link-local one of the same zone for a link-local
  * server, else a global IPv6 one of the PvD. */
@@ -70,7 +68,7 @@ export function parseAaaaAnswer(msg: Uint8Array): { rcode: number; addresses: st
     const type = v.getUint16(off), cls = v.getUint16(off + 2), len = v.getUint16(off + 8);
     off += 10;
     if (off + len > msg.length) break;
-    if (type === AAAA && cls === 1 && len === 16) {
+    if (type === Type.AAAA && cls === 1 && len === 16) {
       addresses.push(ipv6Text(msg.subarray(off, off + 16)));
     }
     off += len;
@@ -100,13 +98,20 @@ export const lookupInPvd: PvdLookup = async (name, pvd, { signal, log }) => {
     });
     const transport = new UdpTransport({ pvd: pvd.id, server, source, guard });
     const id = crypto.getRandomValues(new Uint16Array(1))[0]!;
-    const query = buildUpstreamQuery({ id, qname, qtype: AAAA, qclass: 1, do: false, cd: false });
+    const query = buildUpstreamQuery({
+      id,
+      qname,
+      qtype: Type.AAAA,
+      qclass: 1,
+      do: false,
+      cd: false,
+    });
     try {
       const answer = await transport.exchange(query, {
         signal: AbortSignal.any([signal, AbortSignal.timeout(2000)]),
       });
       const { rcode, addresses } = parseAaaaAnswer(answer);
-      if (rcode === 0 || rcode === 3) return addresses;
+      if (rcode === Rcode.NOERROR || rcode === Rcode.NXDOMAIN) return addresses;
       problems.push(`${server.text}: rcode ${rcode}`);
     } catch (e) {
       if (signal.aborted) throw e;

@@ -7,8 +7,15 @@
  */
 
 import { judgeZoneClaims } from "../policy/zone_claims.ts";
+import type { PvdEvent } from "./registry.ts";
 import { parseCidr, parseServer } from "../config/schema.ts";
-import type { PvdConfig, PvdOrigin, ZoneClaimReason, ZoneSource } from "../config/types.ts";
+import type {
+  PvdAdditionalInfo,
+  PvdConfig,
+  PvdOrigin,
+  ZoneClaimReason,
+  ZoneSource,
+} from "../config/types.ts";
 
 /** RFC 8801 additional information of a PvD, as JSON. */
 export interface PvdAdditionalInfoJson {
@@ -80,6 +87,10 @@ export interface PvdInfo {
   readonly priority: number;
   /** Queries fail closed when the kernel would reach a server through another interface. */
   readonly strictRoutes: boolean;
+  /** Whether its servers may be asked in clear (`strict`, `prefer`, `off`), when the config says. */
+  readonly encryption?: PvdConfig["encryption"];
+  /** `block`: private addresses are dropped from answers outside its zones, when set. */
+  readonly rebind?: PvdConfig["rebind"];
   /** RFC 8801 additional information (`/.well-known/pvd`), when pvdns has it. */
   readonly additionalInfo?: PvdAdditionalInfoJson;
 }
@@ -92,12 +103,21 @@ export interface PvdInfo {
  * for await (const change of resolver.watchPvds()) console.log(change.type, change.pvd.id);
  * ```
  */
-export interface PvdChange {
-  /** `added`, `changed` (its cache was emptied) or `removed`. */
-  readonly type: "added" | "changed" | "removed";
-  /** The PvD after the change (before it, for `removed`). */
-  readonly pvd: PvdInfo;
-}
+export type PvdChange = PvdEvent<PvdInfo>;
+
+/**
+ * The fields of {@linkcode PvdConfig} the application view leaves out: `caFile` is a path on the
+ * daemon's host, `parallel` and `trustAd` are how pvdns asks, not what the network is;
+ * `zoneSources` and `zoneClaims` are shown as `zones`.
+ */
+type NotInView = "caFile" | "parallel" | "trustAd" | "zoneSources" | "zoneClaims";
+// Checked at compile time: a field added to PvdConfig (or to the RFC 8801 document) fails type
+// checking here until the view shows it or NotInView says why it does not.
+type Empty<T extends never> = T;
+type _ViewCoversConfig = Empty<Exclude<keyof PvdConfig, keyof PvdInfo | NotInView>>;
+type _ViewCoversAdditionalInfo = Empty<
+  Exclude<keyof PvdAdditionalInfo, keyof PvdAdditionalInfoJson>
+>;
 
 /**
  * The application view of a running PvD. Its zone verdicts are those the registry judged against
@@ -128,6 +148,8 @@ export function pvdInfo(p: PvdConfig): PvdInfo {
     default: p.default,
     priority: p.priority,
     strictRoutes: p.strictRoutes,
+    ...(p.encryption ? { encryption: p.encryption } : {}),
+    ...(p.rebind ? { rebind: p.rebind } : {}),
     ...(a
       ? {
         additionalInfo: {
@@ -141,11 +163,6 @@ export function pvdInfo(p: PvdConfig): PvdInfo {
       }
       : {}),
   };
-}
-
-/** A PvD ID as pvdns keeps it: lower case, no trailing dot (`VPN.Example.com.` → `vpn.example.com`). */
-export function normalizePvdId(id: string): string {
-  return id.toLowerCase().replace(/\.$/, "");
 }
 
 /**
@@ -172,5 +189,7 @@ export function pvdConfigFromInfo(info: PvdInfo): PvdConfig {
     default: info.default,
     priority: info.priority,
     strictRoutes: info.strictRoutes,
+    ...(info.encryption ? { encryption: info.encryption } : {}),
+    ...(info.rebind ? { rebind: info.rebind } : {}),
   };
 }

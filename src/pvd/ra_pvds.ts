@@ -17,6 +17,7 @@
  * @module
  */
 
+import { normalizePvdId } from "../config/values.ts";
 import ipaddr from "ipaddr.js";
 import type { Cidr } from "../config/types.ts";
 import type { EncryptedDns, NdOption, RouterAdvertisement } from "./ra_types.ts";
@@ -70,11 +71,6 @@ export type ApplyResult =
 
 function expiry(now: number, seconds: number): number {
   return seconds === INFINITE ? Infinity : now + seconds * 1000;
-}
-
-/** Normalises a PvD ID: lower case, no trailing dot. */
-export function normalizePvdId(id: string): string {
-  return id.toLowerCase().replace(/\.$/, "");
 }
 
 /** The prefix of a PIO with the bits past its length cleared, or undefined for a link-local,

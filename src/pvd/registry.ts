@@ -11,12 +11,16 @@
 import type { Config, DiscoveredPvdOptions, PvdConfig, PvdOrigin } from "../config/types.ts";
 import { judgeZoneClaims } from "../policy/zone_claims.ts";
 
-/** One change of the merged set, as `watchPvds()` reports it. */
-export interface PvdEvent {
-  /** What happened to the PvD. */
+/**
+ * One change of the merged PvD set: the one shape of "a PvD changed". The stub tells its
+ * `onPvdChange` listeners with the PvD's config; the library's `watchPvds()` yields the same
+ * shape with the PvD's application view ({@linkcode PvdChange} in `pvd_info.ts`).
+ */
+export interface PvdEvent<P = PvdConfig> {
+  /** `added`, `changed` (its cache was emptied) or `removed`. */
   readonly type: "added" | "changed" | "removed";
   /** The PvD after the change (before it, for `removed`). */
-  readonly pvd: PvdConfig;
+  readonly pvd: P;
 }
 
 /**

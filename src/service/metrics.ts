@@ -12,21 +12,10 @@
 import { collectDefaultMetrics, Counter, Gauge, type Registry } from "prom-client";
 import type { PvdConfig, ZoneClaim } from "../config/types.ts";
 import type { AnswerSource } from "../dns/response.ts";
+import { QUERY_TYPES, Type } from "../dns/wire.ts";
 
-const QTYPES: Record<number, string> = {
-  1: "A",
-  2: "NS",
-  5: "CNAME",
-  6: "SOA",
-  12: "PTR",
-  15: "MX",
-  16: "TXT",
-  28: "AAAA",
-  33: "SRV",
-  64: "SVCB",
-  65: "HTTPS",
-  255: "ANY",
-};
+/** The query types counted by name (the config's), by number; every other type is "other". */
+const QTYPES: Record<number, string> = Object.fromEntries(QUERY_TYPES.map((t) => [Type[t], t]));
 const RCODES = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED"];
 /** Query type → its slot in a per-protocol count array; the last slot is "other". */
 const QTYPE_NAMES = [...Object.values(QTYPES), "other"];
