@@ -101,7 +101,7 @@ export const RECORD_SYSCALLS: Readonly<Record<string, string>> = {
   TXT: "queryTxt",
 };
 
-/** One record of an answer section, as `dns_json.ts` decodes it. */
+/** One record of an answer section, as `dns/json.ts` decodes it. */
 export interface DecodedRecord {
   /** Record type mnemonic (`A`, `MX`, …). */
   type: string;

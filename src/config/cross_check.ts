@@ -1,5 +1,5 @@
 /**
- * Cross-checks of a config file (`config.ts`). They read the raw value defensively so that they
+ * Cross-checks of a config file (`config/parse.ts`). They read the raw value defensively so that they
  * run, and report, even when zod found problems elsewhere in the file; a part zod rejects is
  * skipped here.
  *
@@ -175,7 +175,7 @@ export function crossCheck(raw: unknown): string[] {
     });
   });
 
-  // Numbers that bound each other (defaults as in config_schema.ts).
+  // Numbers that bound each other (defaults as in config/schema.ts).
   const number = (v: unknown, fallback: number) => typeof v === "number" ? v : fallback;
   const cache = isObject(raw.cache) ? raw.cache : {};
   const [minTtl, maxTtl] = [number(cache.minTtl, 0), number(cache.maxTtl, 86400)];

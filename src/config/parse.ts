@@ -1,6 +1,6 @@
 /**
  * The config file: JSON with comments, validated into the typed, deeply frozen {@linkcode Config}
- * of `config_types.ts`. Every problem in a file is reported at once, one line each, as
+ * of `config/types.ts`. Every problem in a file is reported at once, one line each, as
  * `PATH: MESSAGE` (e.g. `pvds[1].servers[0]: "300.1.1.1" is not an IP address`).
  *
  * @example Loading a file
@@ -95,7 +95,7 @@ export function parseConfig(text: string, options: ParseConfigOptions = {}): Con
 
 /**
  * Validates an already parsed config value: the same checks as {@linkcode parseConfig}, for
- * configs built in code (e.g. the embedded default of `host_default.ts`).
+ * configs built in code (e.g. the embedded default of `host/default_config.ts`).
  *
  * @param raw A plain JSON-like value.
  * @param options See {@linkcode ParseConfigOptions}.

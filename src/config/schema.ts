@@ -1,6 +1,6 @@
 /**
- * The zod schemas of the config validator (`config.ts`): structure, unknown keys, defaults, and
- * the leaf parsers of `config_values.ts` applied to every string (re-exported from here).
+ * The zod schemas of the config validator (`config/parse.ts`): structure, unknown keys, defaults, and
+ * the leaf parsers of `config/values.ts` applied to every string (re-exported from here).
  *
  * @module
  */
@@ -31,7 +31,7 @@ export * from "./values.ts";
 
 // ---------------------------------------------------------------------------------------------
 // zod schemas: structure, unknown keys, defaults and leaf normalisation. Checks that relate one
-// part of the file to another (ids, references, families) live in config.ts.
+// part of the file to another (ids, references, families) live in config/parse.ts.
 
 /** A string checked and converted by `parse`; its error message becomes the issue message. */
 function leaf<T>(parse: (text: string) => T) {
@@ -85,7 +85,7 @@ function parseAcceptZone(text: string): string {
   return zone;
 }
 
-/** A PvD's trust settings, in `pvds[]` and `discovery.pvdOptions[]` (config_types.ts PvdConfig). */
+/** A PvD's trust settings, in `pvds[]` and `discovery.pvdOptions[]` (config/types.ts PvdConfig). */
 const trustKeys = {
   trustAd: z.boolean().optional(),
   acceptZones: z.array(leaf(parseAcceptZone)).optional(),
@@ -173,7 +173,7 @@ function parseControlListen(text: string): string {
   return listenText(text);
 }
 
-/** The schema of the whole file, before the cross-checks in config.ts. */
+/** The schema of the whole file, before the cross-checks in config/parse.ts. */
 const configSchema = z.strictObject({
   listen: z.array(listenEntry).min(1, { error: "at least one listen address is required" })
     .prefault([DEFAULT_LISTEN]),

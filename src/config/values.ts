@@ -1,7 +1,7 @@
 /**
  * The small string forms of the config file and their parsers: IP literals, prefixes, names, PvD
  * ids, ports, listen addresses and servers. Every parser throws a plain `Error` whose message
- * names the value; the zod schemas of `config_schema.ts` apply them.
+ * names the value; the zod schemas of `config/schema.ts` apply them.
  *
  * @module
  */

@@ -26,7 +26,7 @@
  * checked first: without it a request gets 401 and its body is never read.
  *
  * This file holds the options, the routes, the bearer-token check and the event stream; the DNS
- * endpoints are in control_dns.ts, problem documents in http_problem.ts, the listener in
+ * endpoints are in control/dns_query.ts, problem documents in http_problem.ts, the listener in
  * http_listener.ts.
  *
  * @module

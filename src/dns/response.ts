@@ -50,7 +50,7 @@ export interface StoredResponse {
   readonly kind: "positive" | "negative" | "servfail" | "other";
 }
 
-/** Options of {@linkcode indexResponse}: what of the answer is believed (`answer_trust.ts`). */
+/** Options of {@linkcode indexResponse}: what of the answer is believed (`upstream/answer_trust.ts`). */
 export interface IndexOptions {
   /** Keep the upstream's AD bit; otherwise it is cleared. @default false */
   readonly trustAd?: boolean;

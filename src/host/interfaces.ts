@@ -1,6 +1,6 @@
 /**
  * The host's DNS servers grouped by the interface that reaches them, for the embedded default
- * (host_default.ts): `ip route get` places a server on its interface, `ip addr show` gives the
+ * (host/default_config.ts): `ip route get` places a server on its interface, `ip addr show` gives the
  * interface's source addresses and prefixes, and servers pvdns would forward to itself (its own
  * listen addresses, systemd-resolved's stub `127.0.0.53`) are left out.
  *

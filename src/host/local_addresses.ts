@@ -1,6 +1,6 @@
 /**
  * Checks of a validated config against the host it is about to run on: every address pvdns
- * would listen on is one of the host's own. The parser (`config.ts`) stays a pure function of
+ * would listen on is one of the host's own. The parser (`config/parse.ts`) stays a pure function of
  * the text; this runs where the daemon loads a file (start and reload), so that a listen address
  * that is not local is refused as a config error naming the field, instead of failing later
  * with the kernel's "Cannot assign requested address".

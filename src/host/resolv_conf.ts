@@ -1,5 +1,5 @@
 /**
- * The resolv.conf source of the embedded default (host_default.ts): `/etc/resolv.conf`, or
+ * The resolv.conf source of the embedded default (host/default_config.ts): `/etc/resolv.conf`, or
  * systemd-resolved's upstream list when it names only resolved's stub; servers grouped by the
  * interface `ip route get` reaches them through, in resolv.conf order, each group one default
  * PvD; the first server's PvD has priority 100 and the search domains (resolv.conf does not say

@@ -1,7 +1,7 @@
 /**
  * The plain UDP listener (`Deno.listenDatagram`, which answered about twice the queries per CPU
  * second of `node:dgram` under Deno: bench/README.md, "The listener"). The batched one for
- * Linux is `udp_mmsg.ts`.
+ * Linux is `listen/udp_mmsg.ts`.
  *
  * @module
  */

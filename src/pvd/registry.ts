@@ -14,7 +14,7 @@ import { judgeZoneClaims } from "../policy/zone_claims.ts";
 /**
  * One change of the merged PvD set: the one shape of "a PvD changed". The stub tells its
  * `onPvdChange` listeners with the PvD's config; the library's `watchPvds()` yields the same
- * shape with the PvD's application view ({@linkcode PvdChange} in `pvd_info.ts`).
+ * shape with the PvD's application view ({@linkcode PvdChange} in `pvd/pvd_info.ts`).
  */
 export interface PvdEvent<P = PvdConfig> {
   /** `added`, `changed` (its cache was emptied) or `removed`. */

@@ -1,6 +1,6 @@
 /**
  * The sockets of the UDP transport (`udp.ts`): each bound on a random port that the transport
- * has not used lately, and with FFI `connect(2)`ed to the server (`socket_fd.ts`).
+ * has not used lately, and with FFI `connect(2)`ed to the server (`sys/socket_fd.ts`).
  *
  * Ports are the kernel's random draws from its ephemeral range. Random draws repeat (2,000
  * draws from 28,232 ports repeat about 70 times), so a port among the last

@@ -22,7 +22,7 @@
  * last 2,048 is drawn again (`_udp_sockets.ts`).
  *
  * Which datagram is the answer. With FFI (`--allow-ffi`, Linux), each socket is `connect(2)`ed
- * to the server when bound (`socket_fd.ts`): the kernel drops datagrams from other addresses and
+ * to the server when bound (`sys/socket_fd.ts`): the kernel drops datagrams from other addresses and
  * ports, a spare is emptied just before its query goes out, and an ICMP port unreachable fails
  * the query with reason `refused` within 20 ms (Deno's receive does not wake on a socket error,
  * so sockets waiting for an answer are asked for one). Without FFI (the daemon's start task) the

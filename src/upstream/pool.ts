@@ -13,17 +13,17 @@
  * - **Racing**: a PvD with `"parallel": 2` asks its two best servers at once and takes the first
  *   usable answer; when one fails the next of the same PvD starts. The slower try is left to end
  *   by itself (bounded by its timeout) so that its server's health and RTT are still learned.
- * - **Encryption** (`encryption`, `upstream_order.ts`): `strict` asks DoT/DoH servers only (a PvD
+ * - **Encryption** (`encryption`, `upstream/order.ts`): `strict` asks DoT/DoH servers only (a PvD
  *   whose servers are all `tls://` or `https://` has no Do53 transport at all); `prefer` asks
  *   them first and Do53 only while every one of them is down (counted, logged once per change);
  *   `off` orders all by RTT.
- * - **Trust** (`answer_trust.ts`): AD is kept only for a `trustAd` PvD; with `rebind: "block"`
+ * - **Trust** (`upstream/answer_trust.ts`): AD is kept only for a `trustAd` PvD; with `rebind: "block"`
  *   private addresses of names outside the PvD's accepted zones are dropped.
  * - **0x20** (`upstream.caseRandomisation`): a UDP query's name goes out in random letter case
  *   and the answer must repeat it. A server that answers in another case is asked again at
  *   once without it, and without it for {@linkcode NO_CASE_MS}.
  * - **DoH by host name**: `https://HOST/PATH` is looked up through this PvD's own Do53 servers
- *   only (`upstream_hosts.ts`); the addresses learned are the only ones that server's transport
+ *   only (`upstream/hosts.ts`); the addresses learned are the only ones that server's transport
  *   may connect to.
  *
  * @module
@@ -387,7 +387,7 @@ export class PvdUpstreams {
     }
   }
 
-  /** What is believed of an answer to `qname` (`answer_trust.ts`). */
+  /** What is believed of an answer to `qname` (`upstream/answer_trust.ts`). */
   #answerOptions(qname: string): IndexOptions {
     const keepRecord = rebindFilter(this.#trust, qname);
     if (!keepRecord) return this.#indexOptions;

@@ -1,5 +1,5 @@
 /**
- * The servers of one PvD as {@linkcode PvdUpstreams} (upstream.ts) keeps them: each one's
+ * The servers of one PvD as {@linkcode PvdUpstreams} (upstream/pool.ts) keeps them: each one's
  * transports, bound to a source address of the PvD of the server's family, and its health.
  *
  * @module
@@ -101,7 +101,7 @@ export interface AskContext {
   readonly now: () => number;
   /** TTL rules for indexing the answer. */
   readonly cache: TtlRules;
-  /** What is believed of an answer to a name (AD, rebinding filter: `answer_trust.ts`). */
+  /** What is believed of an answer to a name (AD, rebinding filter: `upstream/answer_trust.ts`). */
   readonly answerOptions: (qname: string) => IndexOptions;
 }
 

@@ -29,7 +29,7 @@ function pvd(id: string, source: string, servers: string[]): PvdConfig {
     origin: "config",
     prefixes: [],
     sourceAddresses: [source],
-    // A host-named DoH server takes the family of the PvD's Do53 servers (config_schema.ts).
+    // A host-named DoH server takes the family of the PvD's Do53 servers (config/schema.ts).
     servers: servers.map((s) => ({ family: 4 as const, ...parseServer(s) })),
     dnsZones: [],
     searchDomains: [],
