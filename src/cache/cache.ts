@@ -5,7 +5,8 @@
  *
  * Each cache is bounded in entries and in bytes, and so is their sum over the PvDs
  * ({@linkcode CacheBudget}): bounded in entries alone, a flood of 60 KB answers for distinct
- * names took 6 GB (`bench/cache_flood.ts` in bench/README.md). The bytes are what an entry really holds, not its wire length:
+ * names took 6 GB (`bench/cache_flood.ts` in bench/README.md). The bytes are what an entry really
+ * holds, not its wire length:
  * see {@linkcode PvdCache}.
  *
  * @module

@@ -2,11 +2,13 @@
  * Where one PvD's cached answers keep their bytes: chunks shared by many entries instead of one
  * ArrayBuffer per entry. Under Deno every ArrayBuffer costs about 300 bytes of native memory
  * besides its bytes (its backing store's bookkeeping), three times a typical answer: with
- * 100,000 cached names that was a third of pvdns's memory (bench/README.md, "What moved the figures": RSS per cached entry
+ * 100,000 cached names that was a third of pvdns's memory (bench/README.md, "What moved the
+ * figures": RSS per cached entry
  * ~1.1 KB → ~0.75 KB). Answers up to 1 KiB go in 16 KiB chunks; longer ones, up to an eighth of
  * a large chunk, in large chunks (256 KiB, less for a small cache: {@linkcode largeChunkFor}), so
  * that a flood of big answers does not interleave each kept buffer with the transient buffers it
- * was read from, leaving malloc's heap full of holes (`bench/cache_memory.ts`, bench/README.md: a 4.3 KB
+ * was read from, leaving malloc's heap full of holes (`bench/cache_memory.ts`, bench/README.md: a
+ * 4.3 KB
  * answer in a buffer of its own cost 6.1–6.3 KB of RSS, in a shared chunk 4.9–5.3 KB). Only an
  * answer longer than that (32 KiB) gets a buffer of its own: there the buffer's overhead is under
  * 1%, and a chunk's unfillable tail would cost more.

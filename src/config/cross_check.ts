@@ -1,5 +1,6 @@
 /**
- * Cross-checks of a config file (`config/parse.ts`). They read the raw value defensively so that they
+ * Cross-checks of a config file (`config/parse.ts`). They read the raw value defensively so that
+ * they
  * run, and report, even when zod found problems elsewhere in the file; a part zod rejects is
  * skipped here.
  *

@@ -1,5 +1,6 @@
 /**
- * The zod schemas of the config validator (`config/parse.ts`): structure, unknown keys, defaults, and
+ * The zod schemas of the config validator (`config/parse.ts`): structure, unknown keys, defaults,
+ * and
  * the leaf parsers of `config/values.ts` applied to every string (re-exported from here).
  *
  * @module

@@ -1,7 +1,8 @@
 /**
  * DNS wire helpers for the query path: read the header and the question of a query, walk the
  * records of a response, build small replies. The hot path never builds message objects; it
- * works on bytes and offsets (bench/README.md, "What moved the figures", has the measured reason). Full decoding of arbitrary
+ * works on bytes and offsets (bench/README.md, "What moved the figures", has the measured reason).
+ * Full decoding of arbitrary
  * messages, where needed off the hot path, uses `dns-packet`.
  *
  * @module

@@ -3,7 +3,8 @@
  * per network the host's resolver configuration names servers for. Read in this order, the first
  * that gives at least one usable PvD wins:
  *
- * 1. **systemd-resolved's per-link configuration** (`resolvectl`, see `src/host/resolved_links.ts`): one PvD
+ * 1. **systemd-resolved's per-link configuration** (`resolvectl`, see
+ * `src/host/resolved_links.ts`): one PvD
  *    `implicit:IFACE` per link with servers, plus `implicit:global:IFACE` for resolved's global
  *    servers (resolved.conf `DNS=`), grouped by the interface `ip route get` reaches them through.
  * 2. **NetworkManager's per-device configuration** (`nmcli`): one PvD `implicit:IFACE` per device

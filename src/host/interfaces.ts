@@ -1,6 +1,7 @@
 /**
  * The host's DNS servers grouped by the interface that reaches them, for the embedded default
- * (host/default_config.ts): `ip route get` places a server on its interface, `ip addr show` gives the
+ * (host/default_config.ts): `ip route get` places a server on its interface, `ip addr show` gives
+ * the
  * interface's source addresses and prefixes, and servers pvdns would forward to itself (its own
  * listen addresses, systemd-resolved's stub `127.0.0.53`) are left out.
  *
@@ -91,7 +92,8 @@ export async function routeServer(
 /**
  * Fills in a group's source addresses and prefixes; drops servers of a family it cannot send.
  * With `ifindex`, the interface must still have the index systemd-resolved gave (it may have been
- * replaced by a namesake since). With `dropLocal`, servers that are addresses of the interface itself
+ * replaced by a namesake since). With `dropLocal`, servers that are addresses of the interface
+ * itself
  * are dropped and collected there (pvdns listens on a wildcard address).
  */
 export async function describeInterface(

@@ -1,8 +1,10 @@
 /**
- * The per-link sources of the embedded default (host/default_config.ts): one PvD `implicit:IFACE` per
+ * The per-link sources of the embedded default (host/default_config.ts): one PvD `implicit:IFACE`
+ * per
  * systemd-resolved link or NetworkManager device with servers, plus `implicit:global:IFACE` for
  * resolved's global servers grouped by route; zones, search domains, DefaultRoute, DNS over TLS
- * and the one default PvD with priority 100, as the module doc of host/default_config.ts says. A link
+ * and the one default PvD with priority 100, as the module doc of host/default_config.ts says. A
+ * link
  * with `~.` is marked `rootRoutingDomain` (it asks for every name, a full tunnel): zones that other
  * links learned from the network may not capture names from it (src/policy/zone_claims.ts).
  *

@@ -5,8 +5,10 @@
  * Why: with `Deno.listenDatagram` every datagram is one asynchronous op in and one out, and that
  * runtime overhead (about 17 µs of CPU per query on our machines) was most of pvdns's cost on a
  * cache hit — more than twice dnsmasq's whole cost. Reading up to 64 queries per system call and
- * answering them all with one more brings the per-query cost under dnsmasq's (bench/README.md, `deno task bench`,
- * has the figures). Answers that are ready at once (cache hits, local answers) go out in the same batch;
+ * answering them all with one more brings the per-query cost under dnsmasq's (bench/README.md,
+ * `deno task bench`,
+ * has the figures). Answers that are ready at once (cache hits, local answers) go out in the same
+ * batch;
  * answers that need an upstream are sent one by one with `sendto(2)` when they arrive.
  *
  * The socket itself is Deno's (`Deno.listenDatagram`): when it has nothing to read, one pending

@@ -1,7 +1,8 @@
 /**
  * The descriptor behind a Deno UDP socket, found through FFI to libc, and what pvdns does with
  * it: the batched listener (`src/listen/udp_mmsg.ts`) reads and answers through it, the upstream
- * UDP transport (`udp.ts`) `connect(2)`s it to its server and empties it before a query.
+ * UDP transport (`src/transports/udp.ts`) `connect(2)`s it to its server and empties it before
+ * a query.
  *
  * Deno does not tell a socket's descriptor, so it is found by asking open descriptors for their
  * bound address ({@linkcode descriptorOf}). Linux only (the sockaddr layouts are Linux's), and

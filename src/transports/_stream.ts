@@ -135,7 +135,8 @@ class Connection {
 
   #receive(chunk: Uint8Array): void {
     // Chunks are kept as they came and a message is copied out once, when it is whole: joining
-    // every chunk to what was buffered copied a 64 KB answer several times (`bench/cache_flood.ts`).
+    // every chunk to what was buffered copied a 64 KB answer several times
+    // (`bench/cache_flood.ts`).
     this.#chunks.push(chunk);
     this.#buffered += chunk.length;
     while (this.#buffered >= 2) {

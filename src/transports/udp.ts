@@ -6,7 +6,8 @@
  *
  * Why no longer one port for many queries (a port used to carry up to 64 queries over 2 s): at
  * 1,000 queries/s that was 32 distinct ports per 2,000 queries, and in a namespace an attacker
- * who learned a port once had 4 of 5 forged answers taken during its life (bench/README.md, `bench/upstream_ports.ts`).
+ * who learned a port once had 4 of 5 forged answers taken during its life (bench/README.md,
+ * `bench/upstream_ports.ts`).
  *
  * Why socket setup is still not on the answer's path (binding and closing were ~20 µs of each
  * miss when pvdns 0.1 did them per query): sockets are bound ahead of need, a few spares per
@@ -22,7 +23,8 @@
  * last 2,048 is drawn again (`_udp_sockets.ts`).
  *
  * Which datagram is the answer. With FFI (`--allow-ffi`, Linux), each socket is `connect(2)`ed
- * to the server when bound (`sys/socket_fd.ts`): the kernel drops datagrams from other addresses and
+ * to the server when bound (`sys/socket_fd.ts`): the kernel drops datagrams from other addresses
+ * and
  * ports, a spare is emptied just before its query goes out, and an ICMP port unreachable fails
  * the query with reason `refused` within 20 ms (Deno's receive does not wake on a socket error,
  * so sockets waiting for an answer are asked for one). Without FFI (the daemon's start task) the

@@ -17,7 +17,8 @@
  *   whose servers are all `tls://` or `https://` has no Do53 transport at all); `prefer` asks
  *   them first and Do53 only while every one of them is down (counted, logged once per change);
  *   `off` orders all by RTT.
- * - **Trust** (`upstream/answer_trust.ts`): AD is kept only for a `trustAd` PvD; with `rebind: "block"`
+ * - **Trust** (`upstream/answer_trust.ts`): AD is kept only for a `trustAd` PvD; with `rebind:
+ * "block"`
  *   private addresses of names outside the PvD's accepted zones are dropped.
  * - **0x20** (`upstream.caseRandomisation`): a UDP query's name goes out in random letter case
  *   and the answer must repeat it. A server that answers in another case is asked again at
@@ -198,7 +199,8 @@ export class PvdUpstreams {
 
     // No timer for the deadline and no AbortController for the query: each try's timer is cut to
     // what is left of the deadline, and pvdns closing (or the caller) aborts the running tries by
-    // hand. Timers, controllers and listeners were most of a miss's bookkeeping (bench/README.md, "What moved the figures").
+    // hand. Timers, controllers and listeners were most of a miss's bookkeeping (bench/README.md,
+    // "What moved the figures").
     const deadlineAt = performance.now() + deadlineMs;
     return new Promise<StoredResponse>((resolve, reject) => {
       const tries = new Set<AbortController>();
